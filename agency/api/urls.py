@@ -1,0 +1,15 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from agency.api import views
+from tracing.views import TraceDetailApi
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("keys", views.ApiKeyListApi.as_view(), name="key-list"),
+    path("keys/<int:pk>/revoke", views.ApiKeyRevokeApi.as_view(), name="key-revoke"),
+    path("cycles", views.CycleStartApi.as_view(), name="cycle-start"),
+    path("cycles/<str:task_id>", views.CycleStatusApi.as_view(), name="cycle-status"),
+    path("traces/<str:trace_id>", TraceDetailApi.as_view(), name="trace-detail"),
+]

@@ -1,0 +1,32 @@
+"""The Celery application.
+
+Without `CELERY_BROKER_URL` tasks run eagerly in the calling process (the
+embedded default); with it they go to the broker. Results are stored in the
+database by django-celery-results either way.
+"""
+
+import os
+
+from celery import Celery, signals
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agency.settings")
+
+app = Celery("agency")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect
+def _keep_project_logging(**_kwargs) -> None:
+    """Connecting here stops Celery from replacing the logging that settings set up."""
+
+
+def _add_worker_log_context() -> None:
+    # django-structlog binds the enqueuing request's context (request_id) in
+    # the worker; the trace ids come from OpenTelemetry's Celery propagation.
+    from django_structlog.celery.steps import DjangoStructLogInitStep
+
+    app.steps["worker"].add(DjangoStructLogInitStep)
+
+
+_add_worker_log_context()

@@ -1,0 +1,77 @@
+"""One agency cycle: the ordered steps that `run_agency`, `demo` and beat run.
+
+Each step is a function that does one stage of the agency's work, is safe to
+run concurrently and twice, and returns a small summary for operators. Issues
+that add a stage put its dotted path into `CYCLE_STEPS` at its place in the
+order: scan marketplaces → evaluate and bid → reconcile bids → work paid
+tasks → arena → escalate → relay notifications → housekeeping.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from opentelemetry import trace
+
+from agency.models import IdempotencyRecord
+
+logger = structlog.get_logger(__name__)
+
+CYCLE_STEPS: list[str] = [
+    "agency.cycle.housekeeping",
+]
+
+
+@dataclass
+class StepOutcome:
+    name: str
+    ok: bool
+    duration_ms: int
+    summary: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def step_name(path: str) -> str:
+    return path.rsplit(".", 1)[-1]
+
+
+def step_run(path: str) -> StepOutcome:
+    """Run one step under its own span; an error is reported, not raised."""
+    name = step_name(path)
+    started = time.monotonic()
+    with trace.get_tracer("agency").start_as_current_span(f"cycle {name}"):
+        try:
+            summary = import_string(path)() or {}
+        except Exception as exc:
+            logger.exception("cycle_step_failed", step=name)
+            return StepOutcome(name, False, _ms_since(started), error=f"{type(exc).__name__}: {exc}")
+        outcome = StepOutcome(name, True, _ms_since(started), summary=summary)
+        logger.info("cycle_step_finished", step=name, duration_ms=outcome.duration_ms, **summary)
+        return outcome
+
+
+def cycle_run(*, steps: list[str] | None = None, on_step: Callable[[StepOutcome], None] | None = None) -> list[StepOutcome]:
+    """Run every step in order in this process; later steps run even if one fails."""
+    outcomes = []
+    for path in steps if steps is not None else CYCLE_STEPS:
+        outcome = step_run(path)
+        outcomes.append(outcome)
+        if on_step is not None:
+            on_step(outcome)
+    return outcomes
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def housekeeping() -> dict:
+    """Forget stored Idempotency-Key answers older than their replay window."""
+    cutoff = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return {"idempotency_records_purged": deleted}

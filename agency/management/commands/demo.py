@@ -1,0 +1,62 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from agency.models import ApiKey
+from agency.services import api_key_create
+from tracing.commands import TracedCommand
+from tracing.context import current_trace_id
+
+OPERATOR_USERNAME = "operator"
+DEMO_KEY_NAME = "demo integration"
+
+
+class Command(TracedCommand):
+    help = (
+        "Set up and show the agency on this machine: migrate, create an operator login, seed demo data, "
+        "run one agency cycle, print a summary, then serve the admin."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-serve", action="store_true", help="Stop after the summary.")
+        parser.add_argument("--addrport", default="127.0.0.1:8000", help="Where to serve the admin.")
+
+    def handle(self, *args, no_serve: bool, addrport: str, **options):
+        self.stdout.write("1. Migrating the database…")
+        call_command("migrate", interactive=False, verbosity=0)
+        password = self._operator()
+        key_line = self._demo_key()
+        self.stdout.write("3. Running one agency cycle…")
+        call_command("run_agency", stdout=self.stdout, stderr=self.stderr)
+        self._summary(password, key_line, addrport)
+        if not no_serve:
+            call_command("runserver", addrport, use_reloader=False)
+
+    def _operator(self) -> str:
+        """Create (or reset the password of) the operator login; returns the new password."""
+        self.stdout.write("2. Seeding the operator login and demo data…")
+        user, _ = get_user_model().objects.get_or_create(
+            username=OPERATOR_USERNAME, defaults={"is_staff": True, "is_superuser": True}
+        )
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.is_staff = user.is_superuser = True
+        user.save()
+        return password
+
+    def _demo_key(self) -> str:
+        if ApiKey.objects.filter(name=DEMO_KEY_NAME, revoked_at__isnull=True).exists():
+            return "unchanged (already created by an earlier demo run; create another with create_api_key)"
+        _, raw_key = api_key_create(name=DEMO_KEY_NAME, scope=ApiKey.Scope.OPERATOR)
+        return raw_key
+
+    def _summary(self, password: str, key_line: str, addrport: str) -> None:
+        self.stdout.write("")
+        self.stdout.write(self.style.MIGRATE_HEADING("Agency demo ready"))
+        self.stdout.write(f"  Admin:     http://{addrport}/admin/")
+        self.stdout.write(f"  Login:     {OPERATOR_USERNAME} / {password}")
+        self.stdout.write(f"  API key:   {key_line}")
+        self.stdout.write(f"  API docs:  http://{addrport}/api/v1/docs/")
+        self.stdout.write(f"  Trace:     {current_trace_id()} (paste into the admin's trace search)")
+

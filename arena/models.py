@@ -1,0 +1,1 @@
+# Competitions and results (SPEC §8) arrive with their issue.

@@ -1,0 +1,1 @@
+# Marketplaces, postings and bids (SPEC §6) arrive with their issue.

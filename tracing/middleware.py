@@ -1,0 +1,70 @@
+"""Request middleware: trace headers on every response, JSON for every crash."""
+
+import structlog
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from tracing.context import current_trace_id
+
+logger = structlog.get_logger(__name__)
+_propagator = TraceContextTextMapPropagator()
+
+# Exceptions Django already turns into the right 4xx answer.
+_HANDLED_BY_DJANGO = (Http404, PermissionDenied, SuspiciousOperation, BadRequest)
+
+
+class TraceResponseMiddleware:
+    """Put this request's `traceparent` and `X-Request-ID` on the response.
+
+    Runs inside OpenTelemetry's Django middleware (which continued or started
+    the trace) and django-structlog's (which bound `request_id`).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        _propagator.inject(response.headers)
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        return response
+
+
+class JsonErrorMiddleware:
+    """Unexpected errors answer JSON with the trace id, never a stack trace.
+
+    A database that cannot be reached answers 503 with `Retry-After` so that
+    clients back off instead of treating the outage as a bug.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, _HANDLED_BY_DJANGO):
+            return None
+        trace_id = current_trace_id()
+        if isinstance(exception, (OperationalError, InterfaceError)) or type(exception) is DatabaseError:
+            logger.error("database_unavailable", path=request.path, error=str(exception))
+            response = JsonResponse(
+                {"detail": "The service is temporarily unavailable.", "code": "unavailable", "trace_id": trace_id},
+                status=503,
+            )
+            response.headers["Retry-After"] = "5"
+            return response
+        logger.exception("unhandled_exception", path=request.path, method=request.method)
+        return server_error_response(trace_id)
+
+
+def server_error_response(trace_id: str) -> JsonResponse:
+    return JsonResponse(
+        {"detail": "Internal server error.", "code": "server_error", "trace_id": trace_id},
+        status=500,
+    )

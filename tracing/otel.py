@@ -1,0 +1,76 @@
+"""OpenTelemetry: the tracer provider and the instrumentations, set up once.
+
+Trace ids are always assigned — every request, task and command has one and
+it travels over every boundary — but spans are only *recorded* when they will
+be exported. Without `OTEL_EXPORTER_OTLP_ENDPOINT` the sampler drops every
+span, which leaves cheap non-recording spans that still carry valid ids; with
+an endpoint, spans are sampled by `OTEL_TRACES_SAMPLE_RATIO` (parent-based, so
+a caller's sampling decision is honoured).
+"""
+
+from django.conf import settings
+from django.db.backends.signals import connection_created
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+
+_provider: TracerProvider | None = None
+_traced_cursor_classes: dict[type, type] = {}
+
+
+def configure_tracing() -> TracerProvider:
+    """Install the provider and instrument Django, Celery, httpx and psycopg."""
+    global _provider
+    if _provider is not None:
+        return _provider
+
+    endpoint = settings.OTEL_EXPORTER_OTLP_ENDPOINT
+    sampler = ParentBased(TraceIdRatioBased(settings.OTEL_TRACES_SAMPLE_RATIO)) if endpoint else ALWAYS_OFF
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": settings.OTEL_SERVICE_NAME}),
+        sampler=sampler,
+    )
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    DjangoInstrumentor().instrument(tracer_provider=provider)
+    CeleryInstrumentor().instrument(tracer_provider=provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    connection_created.connect(_instrument_psycopg_connection, dispatch_uid="tracing.psycopg")
+    _provider = provider
+    return provider
+
+
+def _instrument_psycopg_connection(sender, connection, **kwargs) -> None:
+    """Trace the queries of each new PostgreSQL connection.
+
+    `PsycopgInstrumentor().instrument()` patches `psycopg.connect`, but Django
+    then replaces the connection's cursor class with its own, which silently
+    drops the tracing. Wrapping Django's chosen cursor class after the
+    connection is made keeps both.
+    """
+    if connection.vendor != "postgresql":
+        return
+    raw = connection.connection
+    base = raw.cursor_factory
+    traced = _traced_cursor_classes.get(base)
+    if traced is None:
+        from opentelemetry.instrumentation.psycopg import _new_cursor_factory
+
+        traced = _new_cursor_factory(base_factory=base, tracer_provider=_provider)
+        _traced_cursor_classes[base] = traced
+    raw.cursor_factory = traced
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer("agency")

@@ -1,0 +1,75 @@
+from django.contrib.admin import AdminSite
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tracing.selectors import TraceRecord, is_trace_id, trace_records
+
+
+def admin_change_url(record: TraceRecord) -> str | None:
+    app_label, model_name = record.model.split(".")
+    try:
+        return reverse(f"admin:{app_label}_{model_name}_change", args=[record.pk])
+    except NoReverseMatch:
+        return None
+
+
+def trace_search_admin_view(site: AdminSite):
+    """The admin page where an operator pastes a trace id and reads its timeline."""
+
+    def view(request: HttpRequest) -> TemplateResponse:
+        trace_id = request.GET.get("trace_id", "").strip().lower()
+        error = ""
+        records: list[TraceRecord] = []
+        if trace_id:
+            if is_trace_id(trace_id):
+                records = trace_records(trace_id)
+            else:
+                error = "A trace id is 32 hexadecimal characters."
+        context = {
+            **site.each_context(request),
+            "title": "Trace search",
+            "trace_id": trace_id,
+            "error": error,
+            "rows": [(r, admin_change_url(r)) for r in records],
+            "searched": bool(trace_id) and not error,
+        }
+        return TemplateResponse(request, "admin/trace_search.html", context)
+
+    return view
+
+
+class TraceRecordOut(serializers.Serializer):
+    model = serializers.CharField()
+    id = serializers.CharField(source="pk")
+    created_at = serializers.DateTimeField()
+    summary = serializers.CharField()
+    admin_url = serializers.CharField(allow_null=True)
+
+
+class TraceOut(serializers.Serializer):
+    trace_id = serializers.CharField()
+    count = serializers.IntegerField()
+    records = TraceRecordOut(many=True)
+
+
+class TraceDetailApi(APIView):
+    """Every stored record of one trace, oldest first."""
+
+    @extend_schema(responses=TraceOut, operation_id="traces_retrieve")
+    def get(self, request: Request, trace_id: str) -> Response:
+        trace_id = trace_id.strip().lower()
+        if not is_trace_id(trace_id):
+            raise ValidationError({"trace_id": ["A trace id is 32 hexadecimal characters."]})
+        records = trace_records(trace_id)
+        rows = [
+            {"model": r.model, "pk": r.pk, "created_at": r.created_at, "summary": r.summary, "admin_url": admin_change_url(r)}
+            for r in records
+        ]
+        return Response(TraceOut({"trace_id": trace_id, "count": len(rows), "records": rows}).data)
