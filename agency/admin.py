@@ -24,7 +24,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
             obj.save(update_fields=["name"])
             return
         created, raw_key = api_key_create(name=obj.name, scope=obj.scope, created_by=request.user)
-        obj.pk, obj.prefix, obj.key_hash, obj.created_at = created.pk, created.prefix, created.key_hash, created.created_at
+        obj.pk, obj.prefix, obj.key_hash, obj.created_at = (
+            created.pk,
+            created.prefix,
+            created.key_hash,
+            created.created_at,
+        )
         messages.warning(request, f"Copy this key now, it is not shown again: {raw_key}")
 
     @admin.action(description="Revoke selected keys")

@@ -55,7 +55,9 @@ def step_run(path: str) -> StepOutcome:
         return outcome
 
 
-def cycle_run(*, steps: list[str] | None = None, on_step: Callable[[StepOutcome], None] | None = None) -> list[StepOutcome]:
+def cycle_run(
+    *, steps: list[str] | None = None, on_step: Callable[[StepOutcome], None] | None = None
+) -> list[StepOutcome]:
     """Run every step in order in this process; later steps run even if one fails."""
     outcomes = []
     for path in steps if steps is not None else CYCLE_STEPS:

@@ -49,4 +49,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "model_gateway": _timed(model_gateway_check),
     }
     healthy = all(c["ok"] for c in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
+    )

@@ -62,7 +62,13 @@ def _renderer(fmt: str):
     return structlog.dev.ConsoleRenderer(colors=False)
 
 
-def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
+def configure_logging(*, level: str = "INFO", fmt: str = "console", cache: bool = True) -> None:
+    """Configure both logging stacks.
+
+    `cache` binds each structlog logger to this configuration on first use,
+    which saves work on every line; turn it off where the configuration is
+    changed later (development, tests).
+    """
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -76,7 +82,7 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
         processors=[*shared, structlog.processors.StackInfoRenderer(), *exceptions, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=lambda *_args: StderrLogger(),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
 
     formatter = structlog.stdlib.ProcessorFormatter(

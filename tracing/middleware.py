@@ -31,6 +31,10 @@ class TraceResponseMiddleware:
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         if request_id:
             response.headers["X-Request-ID"] = request_id
+        # django-structlog has logged this response, inside the trace. Django's
+        # own "Not Found"/"Internal Server Error" line would come after the
+        # trace has ended, without ids, and say the same thing again.
+        response._has_been_logged = True
         return response
 
 

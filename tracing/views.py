@@ -69,7 +69,13 @@ class TraceDetailApi(APIView):
             raise ValidationError({"trace_id": ["A trace id is 32 hexadecimal characters."]})
         records = trace_records(trace_id)
         rows = [
-            {"model": r.model, "pk": r.pk, "created_at": r.created_at, "summary": r.summary, "admin_url": admin_change_url(r)}
+            {
+                "model": r.model,
+                "pk": r.pk,
+                "created_at": r.created_at,
+                "summary": r.summary,
+                "admin_url": admin_change_url(r),
+            }
             for r in records
         ]
         return Response(TraceOut({"trace_id": trace_id, "count": len(rows), "records": rows}).data)

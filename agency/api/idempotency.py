@@ -40,10 +40,8 @@ def _canonical(value):
 
 def request_fingerprint(request: Request) -> str:
     data = request.data
-    if hasattr(data, "lists"):  # QueryDict from a form or multipart body
-        body = {k: [_canonical(v) for v in vs] for k, vs in data.lists()}
-    else:
-        body = data
+    # A QueryDict (form or multipart body) may repeat keys and carry files.
+    body = {k: [_canonical(v) for v in vs] for k, vs in data.lists()} if hasattr(data, "lists") else data
     payload = json.dumps([request.method, request.path, body], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 

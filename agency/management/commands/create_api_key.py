@@ -11,7 +11,9 @@ class Command(TracedCommand):
     def add_arguments(self, parser):
         parser.add_argument("--name", required=True, help="Who or what will use the key.")
         parser.add_argument(
-            "--scope", default=ApiKey.Scope.READ, choices=ApiKey.Scope.values,
+            "--scope",
+            default=ApiKey.Scope.READ,
+            choices=ApiKey.Scope.values,
             help="read < write < operator; each includes the ones before it (default: read).",
         )
 

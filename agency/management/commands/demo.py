@@ -59,4 +59,3 @@ class Command(TracedCommand):
         self.stdout.write(f"  API key:   {key_line}")
         self.stdout.write(f"  API docs:  http://{addrport}/api/v1/docs/")
         self.stdout.write(f"  Trace:     {current_trace_id()} (paste into the admin's trace search)")
-

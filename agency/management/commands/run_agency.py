@@ -11,7 +11,10 @@ class Command(TracedCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--step", action="append", dest="steps", metavar="NAME",
+            "--step",
+            action="append",
+            dest="steps",
+            metavar="NAME",
             help="Run only this step (repeatable). Steps: " + ", ".join(step_name(p) for p in CYCLE_STEPS),
         )
 
@@ -25,7 +28,9 @@ class Command(TracedCommand):
             done += 1
             status = "ok" if outcome.ok else f"FAILED ({outcome.error})"
             details = ", ".join(f"{k}={v}" for k, v in outcome.summary.items())
-            self.stdout.write(f"[{done}/{total}] {outcome.name}: {status} in {outcome.duration_ms} ms {details}".rstrip())
+            self.stdout.write(
+                f"[{done}/{total}] {outcome.name}: {status} in {outcome.duration_ms} ms {details}".rstrip()
+            )
 
         outcomes = cycle_run(steps=selected, on_step=report)
         failed = [o.name for o in outcomes if not o.ok]

@@ -1,0 +1,81 @@
+import json
+import os
+
+import pytest
+from rest_framework.test import APIClient
+
+from agency.models import ApiKey
+from agency.services import api_key_create
+from tracing.logging import configure_logging
+
+
+def pytest_collection_modifyitems(config, items):
+    """On SQLite, leave out what only PostgreSQL can prove (row locks, a worker sharing the database)."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("postgres") or item.get_closest_marker("celery_worker") else kept).append(
+            item
+        )
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(autouse=True, scope="session")
+def json_logs():
+    """Render every log line as JSON so tests can read its fields."""
+    configure_logging(level="DEBUG", fmt="json", cache=False)
+
+
+@pytest.fixture
+def log_lines(capsys):
+    """Parsed JSON log lines written to stderr so far (call it to read)."""
+
+    def read() -> list[dict]:
+        lines = []
+        for raw in capsys.readouterr().err.splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                continue
+        return lines
+
+    return read
+
+
+@pytest.fixture
+def issue_key(db):
+    def make(scope: str = ApiKey.Scope.READ, name: str = "test") -> str:
+        _, raw = api_key_create(name=name, scope=scope)
+        return raw
+
+    return make
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def client_with_key(raw_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+@pytest.fixture
+def read_client(issue_key) -> APIClient:
+    return client_with_key(issue_key(ApiKey.Scope.READ))
+
+
+@pytest.fixture
+def operator_client(issue_key) -> APIClient:
+    return client_with_key(issue_key(ApiKey.Scope.OPERATOR))
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"

@@ -1,0 +1,91 @@
+"""Trace ids on log lines, on errors and on outbound calls (SPEC §3)."""
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.test import Client
+
+from agency.models import ApiKey
+from tests.tracing.http_server import RecordingServer, plain_get
+from tests.tracing.test_traceparent import TRACEPARENT_RE
+
+
+def _traceparent() -> tuple[str, str]:
+    trace_id = uuid.uuid4().hex
+    return trace_id, f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_each_concurrent_requests_lines_apart(live_server, issue_key, log_lines):
+    """50 requests in flight at once: every line names its own request's trace.
+
+    The path of each request contains its own trace id, so a line whose
+    `trace_id` differs from the id in its `request` field came from cross-talk.
+    """
+    key = issue_key(ApiKey.Scope.READ)
+    log_lines()  # drop what came before
+
+    def call(_):
+        trace_id, header = _traceparent()
+        status, _, body = plain_get(
+            f"{live_server.url}/api/v1/traces/{trace_id}",
+            headers={"traceparent": header, "Authorization": f"Bearer {key}"},
+        )
+        assert status == 200, body
+        return trace_id
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        sent = set(pool.map(call, range(50)))
+    assert len(sent) == 50
+
+    request_lines = [line for line in log_lines() if line.get("event") in {"request_started", "request_finished"}]
+    assert len(request_lines) == 100  # one start (DEBUG) and one finish per request
+    for line in request_lines:
+        path_trace_id = line["request"].rsplit("/", 1)[-1]
+        assert line["trace_id"] == path_trace_id, line
+    assert {line["trace_id"] for line in request_lines} == sent
+    in_flight = peak = 0
+    for line in request_lines:  # in the order they were written
+        in_flight += 1 if line["event"] == "request_started" else -1
+        peak = max(peak, in_flight)
+    assert peak > 1, "the requests never overlapped, so nothing was proven"
+
+    _, headers, _ = plain_get(f"{live_server.url}/healthz")
+    fresh = TRACEPARENT_RE.match(headers["traceparent"]).group(1)
+    assert fresh not in sent
+    finished = [line for line in log_lines() if line.get("event") == "request_finished"]
+    assert [line["trace_id"] for line in finished] == [fresh]
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("tests.tracing.urls")
+def test_it_answers_a_crash_with_json_and_the_logged_trace_id(log_lines):
+    trace_id, header = _traceparent()
+    response = Client(raise_request_exception=False).get("/test/boom", HTTP_TRACEPARENT=header)
+
+    assert response.status_code == 500
+    body = response.json()
+    assert body["trace_id"] == trace_id
+    assert set(body) == {"detail", "code", "trace_id"}
+    assert "secret stack" not in response.content.decode()
+    assert "Traceback" not in response.content.decode()
+    errors = [line for line in log_lines() if line.get("level") == "error"]
+    assert errors, "the crash was not logged"
+    assert all(line["trace_id"] == trace_id for line in errors)
+    assert any("RuntimeError: deliberate failure" in line.get("exception", "") for line in errors)
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("tests.tracing.urls")
+def test_it_sends_a_child_traceparent_on_outbound_calls(client):
+    trace_id, header = _traceparent()
+    with RecordingServer() as server:
+        response = client.get("/test/call-out", {"url": f"{server.url}/ping"}, HTTP_TRACEPARENT=header)
+    assert response.status_code == 200
+    [received] = server.requests
+    match = TRACEPARENT_RE.match(received["headers"]["traceparent"])
+    assert match, received["headers"]
+    assert match.group(1) == trace_id
+    _, own_span = TRACEPARENT_RE.match(response.headers["traceparent"]).groups()
+    assert match.group(2) != own_span  # a child span of the request's, not the request's own
