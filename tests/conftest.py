@@ -31,6 +31,16 @@ def json_logs():
     configure_logging(level="DEBUG", fmt="json", cache=False)
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Throttle counters and other cached state never leak from one test to the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def log_lines(capsys):
     """Parsed JSON log lines written to stderr so far (call it to read)."""

@@ -4,6 +4,7 @@ import structlog
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tracing.context import current_trace_id
@@ -41,7 +42,7 @@ class TraceResponseMiddleware:
 class JsonErrorMiddleware:
     """Unexpected errors answer JSON with the trace id, never a stack trace.
 
-    A database that cannot be reached answers 503 with `Retry-After` so that
+    A database or broker that cannot be reached answers 503 with `Retry-After` so that
     clients back off instead of treating the outage as a bug.
     """
 
@@ -55,8 +56,11 @@ class JsonErrorMiddleware:
         if isinstance(exception, _HANDLED_BY_DJANGO):
             return None
         trace_id = current_trace_id()
-        if isinstance(exception, (OperationalError, InterfaceError)) or type(exception) is DatabaseError:
-            logger.error("database_unavailable", path=request.path, error=str(exception))
+        if (
+            isinstance(exception, (OperationalError, InterfaceError, BrokerUnavailable))
+            or type(exception) is DatabaseError
+        ):
+            logger.error("dependency_unavailable", path=request.path, error=f"{type(exception).__name__}: {exception}")
             response = JsonResponse(
                 {"detail": "The service is temporarily unavailable.", "code": "unavailable", "trace_id": trace_id},
                 status=503,

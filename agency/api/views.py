@@ -1,5 +1,7 @@
 """Foundation endpoints: API keys (operator) and on-demand agency cycles."""
 
+import uuid
+
 from django.db import transaction
 from django_celery_results.models import TaskResult
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -63,7 +65,7 @@ class CycleStartApi(APIView):
     def post(self, request: Request) -> Response:
         from agency.tasks import agency_cycle
 
-        task_id = agency_cycle.freeze().id
+        task_id = str(uuid.uuid4())
         transaction.on_commit(lambda: agency_cycle.apply_async(task_id=task_id))
         body = CycleOut({"task_id": task_id, "trace_id": current_trace_id()}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,68 @@
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from agency.models import ApiKey
+from tests.conftest import client_with_key
+
+pytestmark = pytest.mark.django_db
+
+
+def _run(*args) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_create_api_key_prints_a_working_key_alone_on_the_last_line():
+    output = _run("create_api_key", "--name", "ci bot", "--scope", "operator")
+    raw = output.strip().splitlines()[-1]
+    assert raw.startswith("agy_") and " " not in raw
+    api_key = ApiKey.objects.get(name="ci bot")
+    assert api_key.scope == "operator"
+    assert client_with_key(raw).get("/api/v1/keys").status_code == 200
+
+
+def test_create_api_key_refuses_an_unknown_scope():
+    with pytest.raises(CommandError):
+        call_command("create_api_key", "--name", "x", "--scope", "admin")
+    assert not ApiKey.objects.exists()
+
+
+def test_run_agency_runs_every_step_and_can_run_twice():
+    first = _run("run_agency")
+    second = _run("run_agency")
+    for output in (first, second):
+        assert "[1/1] housekeeping: ok" in output
+        assert "Cycle finished" in output
+
+
+def test_run_agency_refuses_an_unknown_step():
+    with pytest.raises(CommandError, match="Unknown step"):
+        call_command("run_agency", "--step", "nope")
+
+
+def test_run_agency_logs_under_a_trace_of_its_own(log_lines):
+    _run("run_agency")
+    _run("run_agency")
+    started = [line for line in log_lines() if line.get("event") == "command_started"]
+    assert len(started) == 2
+    assert started[0]["trace_id"] != started[1]["trace_id"]
+    assert all(len(line["trace_id"]) == 32 for line in started)
+
+
+def test_demo_sets_up_prints_a_login_and_is_idempotent():
+    first = _run("demo", "--no-serve")
+    second = _run("demo", "--no-serve")
+    for output in (first, second):
+        assert "Login:     operator / " in output
+        assert "housekeeping: ok" in output
+    user = get_user_model().objects.get(username="operator")
+    password = second.split("Login:     operator / ")[1].split()[0]
+    assert user.is_staff and user.check_password(password)
+    assert get_user_model().objects.count() == 1
+    assert ApiKey.objects.filter(name="demo integration").count() == 1
+    raw = first.split("API key:   ")[1].split()[0]
+    assert client_with_key(raw).get("/api/v1/keys").status_code == 200

@@ -1,0 +1,52 @@
+"""Settings fail loudly on bad configuration (checked in a fresh interpreter)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start(**env) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "CELERY_"))}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); print('started')"],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "agency.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_it_starts_with_no_environment_at_all():
+    result = _start()
+    assert result.returncode == 0, result.stderr
+    assert "started" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["DJANGO_DEBUG", "TRACING_ENABLED", "LOG_CLIENT_IP"])
+def test_it_refuses_a_malformed_boolean(name):
+    result = _start(**{name: "flase"})
+    assert result.returncode != 0
+    assert f"{name}='flase' is not a boolean" in result.stderr
+
+
+def test_it_refuses_production_without_a_secret_key():
+    result = _start(DJANGO_DEBUG="false")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in result.stderr
+
+
+def test_it_starts_in_production_with_a_secret_key():
+    result = _start(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50)
+    assert result.returncode == 0, result.stderr
+
+
+def test_it_refuses_a_malformed_integer():
+    result = _start(AGENCY_CYCLE_INTERVAL_SECONDS="soon")
+    assert result.returncode != 0
+    assert "AGENCY_CYCLE_INTERVAL_SECONDS must be an integer" in result.stderr
