@@ -7,6 +7,7 @@ database by django-celery-results either way.
 
 import os
 
+import structlog
 from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agency.settings")
@@ -30,3 +31,17 @@ def _add_worker_log_context() -> None:
 
 
 _add_worker_log_context()
+
+
+@signals.task_postrun.connect
+def _forget_task_log_context(task=None, **_kwargs) -> None:
+    """End the task's log context with the task.
+
+    django-structlog binds `task_id` and the enqueuer's `request_id` when a
+    task starts and only replaces them when the next one starts, so the
+    worker's own lines in between (e.g. "Task … received") would name a task
+    that is over. An eager task runs inside its caller's unit of work, whose
+    context must stay.
+    """
+    if task is not None and not task.request.is_eager:
+        structlog.contextvars.clear_contextvars()

@@ -89,3 +89,18 @@ def test_it_sends_a_child_traceparent_on_outbound_calls(client):
     assert match.group(1) == trace_id
     _, own_span = TRACEPARENT_RE.match(response.headers["traceparent"]).groups()
     assert match.group(2) != own_span  # a child span of the request's, not the request's own
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_the_request_trace_in_eager_tasks(issue_key, log_lines):
+    """The embedded default runs tasks inline: they log under the request's trace and id."""
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {issue_key(ApiKey.Scope.OPERATOR)}")
+    trace_id, header = _traceparent()
+    response = client.post("/api/v1/cycles", HTTP_TRACEPARENT=header)
+    assert response.status_code == 202
+    lines = log_lines()
+    [step] = [line for line in lines if line.get("event") == "cycle_step_finished"]
+    assert step["trace_id"] == trace_id
+    assert step["request_id"] == response.headers["X-Request-ID"]
+    [finished] = [line for line in lines if line.get("event") == "request_finished"]
+    assert finished["request_id"] == response.headers["X-Request-ID"]  # not wiped by the task
