@@ -54,10 +54,18 @@ class RecordingServer:
 def plain_get(url: str, headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, dict, bytes]:
     """GET with the standard library: unlike httpx it is not instrumented, so
     the `traceparent` a test sets is the one the server receives."""
+    return _plain("GET", url, headers, timeout)
+
+
+def plain_post(url: str, headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, dict, bytes]:
+    return _plain("POST", url, headers, timeout, data=b"")
+
+
+def _plain(method, url, headers, timeout, data=None) -> tuple[int, dict, bytes]:
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(url, headers=headers or {})
+    request = urllib.request.Request(url, headers=headers or {}, method=method, data=data)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()

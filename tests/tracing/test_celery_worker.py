@@ -6,6 +6,7 @@ test database, which an in-memory SQLite database cannot offer.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -18,9 +19,9 @@ import redis
 from django.db import connection
 from django_celery_results.models import TaskResult
 
-from agency.celery import app as celery_app
 from agency.models import ApiKey
-from tests.conftest import client_with_key, in_ci
+from tests.conftest import in_ci
+from tests.tracing.http_server import plain_get, plain_post
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -44,44 +45,69 @@ def _database_url() -> str:
     return f"postgres://{s['USER'] or ''}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _json_lines(stream, into: list[dict]) -> threading.Thread:
+    def read():
+        for raw in stream:
+            try:
+                into.append(json.loads(raw))
+            except ValueError:
+                continue
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
 @pytest.fixture
-def worker(broker_url):
-    """A worker process on its own queue; yields its log lines (JSON) as they come."""
-    queue = f"agency-test-{uuid.uuid4().hex[:8]}"
+def deployment(broker_url):
+    """The production shape in miniature: a gunicorn web process and a Celery
+    worker, sharing the test database and the Redis broker.
+
+    Yields the web URL and the worker's log lines (JSON) as they arrive.
+    """
+    redis.Redis.from_url(broker_url).flushdb()  # a dedicated database: no stale messages
     env = {
         **os.environ,
         "DATABASE_URL": _database_url(),
         "CELERY_BROKER_URL": broker_url,
-        "CELERY_QUEUE": queue,
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "agency", "worker", "--pool=solo", "-Q", queue,
+    port = _free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "agency.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "agency", "worker", "--pool=solo",
          "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lines: list[dict] = []
-
-    def read():
-        for raw in process.stderr:
-            try:
-                lines.append(json.loads(raw))
-            except ValueError:
-                continue
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    saved = {k: celery_app.conf[k] for k in ("broker_url", "task_always_eager", "task_default_queue")}
-    celery_app.conf.update(broker_url=broker_url, task_always_eager=False, task_default_queue=queue)
+    reader = _json_lines(worker.stderr, lines)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield lines
+        _wait_for(lambda: _answers(url), timeout=30)
+        yield url, lines
     finally:
-        celery_app.conf.update(saved)
-        celery_app.pool.force_close_all()
-        process.terminate()
-        process.wait(timeout=30)
+        for process in (web, worker):
+            process.terminate()
+        for process in (web, worker):
+            process.wait(timeout=30)
         reader.join(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return plain_get(f"{url}/healthz", timeout=2)[0] == 200
+    except OSError:
+        return False
 
 
 def _wait_for(query, timeout: float = 60.0):
@@ -94,12 +120,18 @@ def _wait_for(query, timeout: float = 60.0):
     raise AssertionError("timed out waiting for the worker")
 
 
-def test_a_task_enqueued_by_a_request_logs_with_the_requests_trace_id(worker, issue_key):
+def test_a_task_enqueued_by_a_request_logs_with_the_requests_trace_id(deployment, issue_key):
+    url, worker = deployment
     trace_id = uuid.uuid4().hex
-    client = client_with_key(issue_key(ApiKey.Scope.OPERATOR))
-    response = client.post("/api/v1/cycles", HTTP_TRACEPARENT=f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01")
-    assert response.status_code == 202
-    cycle_id = response.json()["task_id"]
+    status, headers, body = plain_post(
+        f"{url}/api/v1/cycles",
+        headers={
+            "Authorization": f"Bearer {issue_key(ApiKey.Scope.OPERATOR)}",
+            "traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01",
+        },
+    )
+    assert status == 202, body
+    cycle_id = json.loads(body)["task_id"]
 
     cycle = _wait_for(lambda: TaskResult.objects.filter(task_id=cycle_id, status="SUCCESS").first())
     step = _wait_for(lambda: TaskResult.objects.filter(task_name="agency.cycle_step", status="SUCCESS").first())
@@ -113,7 +145,7 @@ def test_a_task_enqueued_by_a_request_logs_with_the_requests_trace_id(worker, is
     stray = [(line["event"][:60], line.get("trace_id")) for line in ours if line.get("trace_id") != trace_id]
     assert not stray
     # The request's id travels too (django-structlog), through both hops.
-    assert {line.get("request_id") for line in ours} == {response.headers["X-Request-ID"]}
+    assert {line.get("request_id") for line in ours} == {headers["X-Request-ID"]}
     # Between tasks the worker's own lines name no task: no stale context.
     [received] = [
         line for line in worker if line["event"].startswith(f"Task agency.cycle_step[{step.task_id}] received")
