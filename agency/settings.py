@@ -12,7 +12,19 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+
+class _Env(environ.Env):
+    """django-environ, except that an empty variable (`DATABASE_URL=`) means
+    "use the default", the way a commented-out line in `.env` does."""
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        if self.ENVIRON.get(var) == "" and default is not environ.Env.NOTSET:
+            return default if not parse_default or default is None else self.parse_value(default, cast)
+        return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+
+
+env = _Env()
 if (BASE_DIR / ".env").is_file():
     env.read_env(BASE_DIR / ".env")
 
