@@ -1,0 +1,204 @@
+"""Tracing overhead (SPEC §10): an API read with tracing fully on vs off.
+
+Starts gunicorn servers of the same code side by side — tracing off, tracing
+on, and tracing on with spans exported over OTLP/HTTP to a local sink — and
+drives them with wrk in interleaved rounds, so machine noise hits all of them
+alike. Each server has one sync worker; besides requests/s the script reads
+the worker's CPU time, which is the steadier measure on a small machine.
+
+    .venv/bin/python bench/tracing_overhead.py [--rounds 5] [--seconds 5] [--database postgres|sqlite]
+
+Target: "on" at most 5 % slower than "off" (goal 2 %).
+"""
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+PG_BENCH_DB = "agency_bench"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class OtlpSink:
+    """Accepts OTLP/HTTP span exports and counts them, like a collector would."""
+
+    def __init__(self):
+        self.exports = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                sink.exports += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def base_env(database_url: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OTEL_", "CELERY_", "LOG_"))}
+    env.update(
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="bench-" + "x" * 40,
+        DATABASE_URL=database_url,
+        API_THROTTLE_RATE="100000000/min",
+        LOG_LEVEL="INFO",
+        LOG_FORMAT="json",
+    )
+    return env
+
+
+def manage(env: dict, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+def prepare_database(kind: str, workdir: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / 'bench.sqlite3'}"
+    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", PG_BENCH_DB], check=True)
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", PG_BENCH_DB], check=True)
+    return f"postgres://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
+
+
+class Server:
+    def __init__(self, name: str, env: dict, log_path: Path):
+        self.name = name
+        self.port = free_port()
+        self.log = open(log_path, "w")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "agency.wsgi", "-b", f"127.0.0.1:{self.port}", "-w", "1"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=self.log,
+        )  # fmt: skip
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, path: str, key: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {key}"})
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"{self.name} server did not come up; see its log")
+
+    def worker_cpu_seconds(self) -> float:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        total = 0
+        for pid in children:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / CLOCK_TICKS
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def wrk(url: str, key: str, seconds: int, connections: int) -> tuple[float, int, int]:
+    """Returns (requests/s, requests, non-2xx responses)."""
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-H", f"Authorization: Bearer {key}", url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    total = int(re.search(r"(\d+) requests in", output).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return rate, total, int(errors.group(1)) if errors else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--path", default="/api/v1/keys?page_size=20", help="The API read to measure.")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed (Debian: apt-get install wrk)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="agency-bench-"))
+    env = base_env(prepare_database(args.database, workdir))
+    manage(env, "migrate", "--verbosity", "0")
+    for i in range(25):  # something to list
+        manage(env, "create_api_key", "--name", f"bench {i}", "--scope", "read")
+    key = manage(env, "create_api_key", "--name", "bench operator", "--scope", "operator").strip().splitlines()[-1]
+
+    sink = OtlpSink()
+    variants = {
+        "off": {**env, "TRACING_ENABLED": "false"},
+        "on": {**env, "TRACING_ENABLED": "true"},
+        "on+otlp": {**env, "TRACING_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url},
+    }
+    servers = {name: Server(name, variant_env, workdir / f"{name}.log") for name, variant_env in variants.items()}
+    rates: dict[str, list[float]] = {name: [] for name in servers}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in servers}
+    try:
+        for server in servers.values():
+            server.wait_ready(args.path, key)
+            wrk(server.url + args.path, key, 2, args.connections)  # warm up
+        print(f"API read: GET {args.path} on {args.database}, {args.rounds} rounds x {args.seconds}s per variant")
+        for round_no in range(1, args.rounds + 1):
+            order = list(servers.values())
+            if round_no % 2 == 0:
+                order.reverse()  # no variant always runs first
+            for server in order:
+                cpu_before = server.worker_cpu_seconds()
+                rate, total, errors = wrk(server.url + args.path, key, args.seconds, args.connections)
+                if errors:
+                    raise RuntimeError(f"{server.name}: {errors} non-2xx responses; see {workdir}")
+                rates[server.name].append(rate)
+                cpu_ms[server.name].append((server.worker_cpu_seconds() - cpu_before) * 1000 / total)
+            print(f"  round {round_no}: " + "  ".join(f"{n} {rates[n][-1]:7.1f} req/s" for n in servers))
+    finally:
+        for server in servers.values():
+            server.stop()
+        sink.server.shutdown()
+
+    off_rate, off_cpu = statistics.median(rates["off"]), statistics.median(cpu_ms["off"])
+    print()
+    print(f"{'variant':<10}{'req/s (median)':>16}{'vs off':>9}{'CPU ms/req':>12}{'vs off':>9}")
+    for name in servers:
+        rate, cpu = statistics.median(rates[name]), statistics.median(cpu_ms[name])
+        print(f"{name:<10}{rate:>16.1f}{rate / off_rate:>9.3f}{cpu:>12.3f}{cpu / off_cpu:>9.3f}")
+    on_rate = statistics.median(rates["on"])
+    print()
+    print(f"Tracing on: {100 * (1 - on_rate / off_rate):+.1f} % slower in req/s (target <= 5 %, goal 2 %)")
+    print(f"OTLP exports received by the sink: {sink.exports}")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
