@@ -13,7 +13,6 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-
 class _Env(environ.Env):
     """django-environ, except that an empty variable (`DATABASE_URL=`) means
     "use the default", the way a commented-out line in `.env` does."""
@@ -102,10 +101,16 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# "lean" (default): our server-span middleware; "stock": OpenTelemetry's
+# Django instrumentation (dearer, see tracing.otel and bench/).
+OTEL_DJANGO_INSTRUMENTATION = env.str("OTEL_DJANGO_INSTRUMENTATION", default="lean")
+if OTEL_DJANGO_INSTRUMENTATION not in {"lean", "stock"}:
+    raise ImproperlyConfigured("OTEL_DJANGO_INSTRUMENTATION must be 'lean' or 'stock'")
 if TRACING_ENABLED:
-    # OpenTelemetry's Django middleware is put in front of these at start-up
-    # (tracing.otel); ours must come right after it so the span is current.
+    # The server span must be current before anything logs: ours comes first,
+    # or OpenTelemetry's Django middleware is put first at start-up ("stock").
     MIDDLEWARE = [
+        *(["tracing.middleware.ServerSpanMiddleware"] if OTEL_DJANGO_INSTRUMENTATION == "lean" else []),
         "django_structlog.middlewares.RequestMiddleware",
         "tracing.middleware.TraceResponseMiddleware",
         *MIDDLEWARE,

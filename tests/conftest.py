@@ -10,16 +10,19 @@ from tracing.logging import configure_logging
 
 
 def pytest_collection_modifyitems(config, items):
-    """On SQLite, leave out what only PostgreSQL can prove (row locks, a worker sharing the database)."""
+    """Split the suite between the two passes of `.ci/test`.
+
+    The SQLite pass leaves out what only PostgreSQL can prove (row locks, a
+    worker sharing the database); the PostgreSQL pass leaves out tests that
+    start their own processes and never touch the test database.
+    """
     from django.conf import settings
 
-    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        return
+    on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    skip_markers = ("backend_independent",) if on_postgres else ("postgres", "celery_worker")
     kept, dropped = [], []
     for item in items:
-        (dropped if item.get_closest_marker("postgres") or item.get_closest_marker("celery_worker") else kept).append(
-            item
-        )
+        (dropped if any(item.get_closest_marker(m) for m in skip_markers) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

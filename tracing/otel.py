@@ -6,6 +6,14 @@ be exported. Without `OTEL_EXPORTER_OTLP_ENDPOINT` the sampler drops every
 span, which leaves cheap non-recording spans that still carry valid ids; with
 an endpoint, spans are sampled by `OTEL_TRACES_SAMPLE_RATIO` (parent-based, so
 a caller's sampling decision is honoured).
+
+Requests get their server span from `tracing.middleware.ServerSpanMiddleware`
+unless `OTEL_DJANGO_INSTRUMENTATION=stock` asks for OpenTelemetry's Django
+instrumentation: measured with bench/tracing_overhead.py, the stock middleware
+computes HTTP attributes and metrics on every request, sampled or not, and
+alone costs several per cent of an API read. Ours does that work only for
+spans that are recorded. Celery and httpx use the stock instrumentations;
+psycopg's is wrapped so that a query only gets a span inside a recorded trace.
 """
 
 from django.conf import settings
@@ -43,7 +51,8 @@ def configure_tracing() -> TracerProvider:
     from opentelemetry.instrumentation.django import DjangoInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    DjangoInstrumentor().instrument(tracer_provider=provider)
+    if settings.OTEL_DJANGO_INSTRUMENTATION == "stock":
+        DjangoInstrumentor().instrument(tracer_provider=provider)
     CeleryInstrumentor().instrument(tracer_provider=provider)
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     connection_created.connect(_instrument_psycopg_connection, dispatch_uid="tracing.psycopg")
@@ -65,11 +74,33 @@ def _instrument_psycopg_connection(sender, connection, **kwargs) -> None:
     base = raw.cursor_factory
     traced = _traced_cursor_classes.get(base)
     if traced is None:
-        from opentelemetry.instrumentation.psycopg import _new_cursor_factory
-
-        traced = _new_cursor_factory(base_factory=base, tracer_provider=_provider)
-        _traced_cursor_classes[base] = traced
+        traced = _traced_cursor_classes[base] = _sampled_cursor_class(base)
     raw.cursor_factory = traced
+
+
+def _sampled_cursor_class(base: type) -> type:
+    """Django's cursor class, with OpenTelemetry's query spans inside recorded traces only.
+
+    A span per query costs a few per cent of a request; when the trace is not
+    recorded nobody would ever see it, and the query has no children that
+    would need its id.
+    """
+    from opentelemetry.instrumentation.psycopg import _new_cursor_factory
+
+    otel_traced = _new_cursor_factory(base_factory=base, tracer_provider=_provider)
+
+    class SampledTracedCursor(otel_traced):
+        def execute(self, *args, **kwargs):
+            if trace.get_current_span().is_recording():
+                return super().execute(*args, **kwargs)
+            return base.execute(self, *args, **kwargs)
+
+        def executemany(self, *args, **kwargs):
+            if trace.get_current_span().is_recording():
+                return super().executemany(*args, **kwargs)
+            return base.executemany(self, *args, **kwargs)
+
+    return SampledTracedCursor
 
 
 def tracer() -> trace.Tracer:

@@ -1,26 +1,40 @@
 """Spans leave the process over OTLP/HTTP only when an endpoint is configured (SPEC §3)."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.tracing.http_server import RecordingServer
 
+pytestmark = pytest.mark.backend_independent
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run_agency(tmp_path, **env) -> subprocess.CompletedProcess:
+def _clean_env(**env) -> dict:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "OTEL_", "LOG_"))}
-    db = tmp_path / "export.sqlite3"
-    base = {**clean, "DATABASE_URL": f"sqlite:///{db}", "LOG_FORMAT": "json"}
+    return {**clean, "LOG_FORMAT": "json", **env}
+
+
+def _run_agency(tmp_path, **env) -> subprocess.CompletedProcess:
+    base = _clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'export.sqlite3'}")
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=base, check=True, timeout=120)
     return subprocess.run(
         [sys.executable, "manage.py", "run_agency"],
         cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
+
+
+def _one_request(path: str, traceparent: str, **env) -> dict:
+    result = subprocess.run(
+        [sys.executable, "tests/tracing/one_request.py", path, traceparent],
+        cwd=ROOT, env=_clean_env(**env), capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _exported_spans(server: RecordingServer) -> list:
@@ -50,3 +64,42 @@ def test_it_exports_nothing_when_the_trace_is_not_sampled(tmp_path):
     with RecordingServer() as collector:
         _run_agency(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_TRACES_SAMPLE_RATIO="0")
     assert _exported_spans(collector) == []
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+
+
+def test_it_exports_a_sampled_requests_server_span_with_http_attributes():
+    with RecordingServer() as collector:
+        answer = _one_request("/healthz", f"00-{TRACE}-{PARENT}-01", OTEL_EXPORTER_OTLP_ENDPOINT=collector.url)
+    [span] = [s for s in _exported_spans(collector) if s.kind == s.SPAN_KIND_SERVER]
+    assert span.trace_id.hex() == TRACE
+    assert span.parent_span_id.hex() == PARENT
+    assert span.name == "GET healthz"
+    attributes = {a.key: a.value for a in span.attributes}
+    assert attributes["http.method"].string_value == "GET"
+    assert attributes["http.status_code"].int_value == 200
+    assert answer["headers"]["traceparent"] == f"00-{TRACE}-{span.span_id.hex()}-01"
+
+
+def test_it_records_nothing_for_a_caller_that_did_not_sample():
+    with RecordingServer() as collector:
+        answer = _one_request("/healthz", f"00-{TRACE}-{PARENT}-00", OTEL_EXPORTER_OTLP_ENDPOINT=collector.url)
+    assert _exported_spans(collector) == []
+    assert answer["headers"]["traceparent"].startswith(f"00-{TRACE}-")  # ids still flow
+
+
+def test_the_stock_django_instrumentation_also_continues_the_trace():
+    with RecordingServer() as collector:
+        answer = _one_request(
+            "/healthz",
+            f"00-{TRACE}-{PARENT}-01",
+            OTEL_DJANGO_INSTRUMENTATION="stock",
+            OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+        )
+    assert answer["status"] == 200
+    [span] = [s for s in _exported_spans(collector) if s.kind == s.SPAN_KIND_SERVER]
+    assert span.trace_id.hex() == TRACE
+    assert answer["headers"]["traceparent"] == f"00-{TRACE}-{span.span_id.hex()}-01"
+    assert answer["headers"]["X-Request-ID"]
