@@ -6,6 +6,9 @@ class AgencyConfig(AppConfig):
     name = "agency"
     verbose_name = "Agency"
 
+    def ready(self) -> None:
+        from agency.api import schema  # noqa: F401  (registers the schema extensions)
+
 
 class AgencyAdminConfig(AdminConfig):
     """The operator back office: Django's admin with the agency's own pages."""

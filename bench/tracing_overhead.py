@@ -1,12 +1,20 @@
 """Tracing overhead (SPEC §10): an API read with tracing fully on vs off.
 
-Starts gunicorn servers of the same code side by side — tracing off, tracing
-on, and tracing on with spans exported over OTLP/HTTP to a local sink — and
-drives them with wrk in interleaved rounds, so machine noise hits all of them
-alike. Each server has one sync worker; besides requests/s the script reads
-the worker's CPU time, which is the steadier measure on a small machine.
+Starts gunicorn servers of the same code side by side and drives them with
+wrk in interleaved rounds, so machine noise hits all variants alike:
+
+- off:      TRACING_ENABLED=false (no server span, no request log line, no instrumentation)
+- on:       the default: lean server span, one JSON log line per request, Celery/httpx/psycopg instrumented
+- on+otlp:  as "on", exporting sampled spans (OTEL_TRACES_SAMPLE_RATIO, 10 %) over OTLP/HTTP to a local sink
+- stock:    OpenTelemetry's own Django middleware instead of ours (OTEL_DJANGO_INSTRUMENTATION=stock)
+
+Each server has one sync worker; besides requests/s the script reads the
+worker's CPU time per request. On a small shared machine both move by several
+per cent between runs, so `--instructions` adds a deterministic figure: the
+same request run in-process under valgrind, counted in CPU instructions.
 
     .venv/bin/python bench/tracing_overhead.py [--rounds 5] [--seconds 5] [--database postgres|sqlite]
+                                              [--instructions]
 
 Target: "on" at most 5 % slower than "off" (goal 2 %).
 """
@@ -145,7 +153,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--path", default="/api/v1/keys?page_size=20", help="The API read to measure.")
+    parser.add_argument("--instructions", action="store_true", help="Also count instructions under valgrind.")
+    parser.add_argument("--in-process", type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.in_process is not None:
+        return in_process_requests(args.path, args.in_process)
     if not shutil.which("wrk"):
         sys.exit("wrk is needed (Debian: apt-get install wrk)")
 
@@ -161,6 +173,7 @@ def main() -> None:
         "off": {**env, "TRACING_ENABLED": "false"},
         "on": {**env, "TRACING_ENABLED": "true"},
         "on+otlp": {**env, "TRACING_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url},
+        "stock": {**env, "TRACING_ENABLED": "true", "OTEL_DJANGO_INSTRUMENTATION": "stock"},
     }
     servers = {name: Server(name, variant_env, workdir / f"{name}.log") for name, variant_env in variants.items()}
     rates: dict[str, list[float]] = {name: [] for name in servers}
@@ -185,7 +198,6 @@ def main() -> None:
     finally:
         for server in servers.values():
             server.stop()
-        sink.server.shutdown()
 
     off_rate, off_cpu = statistics.median(rates["off"]), statistics.median(cpu_ms["off"])
     print()
@@ -197,7 +209,50 @@ def main() -> None:
     print()
     print(f"Tracing on: {100 * (1 - on_rate / off_rate):+.1f} % slower in req/s (target <= 5 %, goal 2 %)")
     print(f"OTLP exports received by the sink: {sink.exports}")
+    if args.instructions:
+        count_instructions(variants, args.path, key)
+    sink.server.shutdown()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def in_process_requests(path: str, n: int) -> None:
+    """Child mode for --instructions: n requests through the full stack, in this process."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agency.settings")
+    import django
+
+    django.setup()
+    from django.test import Client
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {os.environ['BENCH_KEY']}")
+    for _ in range(20 + n):  # 20 to warm caches and connections
+        response = client.get(path)
+        assert response.status_code == 200, response.status_code
+
+
+def count_instructions(variants: dict, path: str, key: str, n: int = 100) -> None:
+    """Instructions per request: (run with 20+n requests - run with 20) / n, per variant."""
+    if not shutil.which("valgrind"):
+        print("valgrind not found: instruction counts skipped (Debian: apt-get install valgrind)")
+        return
+
+    def instructions(env: dict, requests: int) -> int:
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+             "--path", path, "--in-process", str(requests)],
+            cwd=ROOT, env={**env, "BENCH_KEY": key, "PYTHONHASHSEED": "0"}, capture_output=True, text=True,
+        )  # fmt: skip
+        found = re.search(r"Collected : (\d+)", result.stderr)
+        if result.returncode != 0 or not found:
+            raise RuntimeError(f"valgrind run failed: {result.stderr[-2000:]}")
+        return int(found.group(1))
+
+    print()
+    print(f"Instructions per request (valgrind, in-process, {n} requests), slow: a few minutes")
+    per_request = {name: (instructions(env, n) - instructions(env, 0)) / n for name, env in variants.items()}
+    base = per_request["off"]
+    for name, count in per_request.items():
+        print(f"{name:<10}{count:>14,.0f}{count / base:>9.3f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
-"""Request middleware: the server span, trace headers on every response, JSON for every crash."""
+"""Request middleware: the trace, request id and log line of each request; JSON for every crash."""
+
+import logging
+import time
+import uuid
 
 import structlog
+from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -20,31 +25,82 @@ _propagator = TraceContextTextMapPropagator()
 _HANDLED_BY_DJANGO = (Http404, PermissionDenied, SuspiciousOperation, BadRequest)
 
 
-class ServerSpanMiddleware:
-    """Continue the caller's W3C trace or start one, and make it current.
+class RequestTraceMiddleware:
+    """Each request's trace, request id, log line and response headers.
 
-    OpenTelemetry's propagator parses `traceparent`/`tracestate` (an invalid
-    header starts a new trace) and the SDK's sampler decides whether the span
-    is recorded; either way it has valid ids. HTTP attributes are computed
-    only for recorded spans, which is what keeps tracing cheap.
+    - Continues the caller's W3C trace or starts one: OpenTelemetry's
+      propagator parses `traceparent`/`tracestate` (an invalid header starts
+      a new trace) and the SDK's sampler decides whether the server span is
+      recorded; either way it has valid ids. With
+      `OTEL_DJANGO_INSTRUMENTATION=stock` OpenTelemetry's Django middleware
+      has already made the span and this one uses it.
+    - Binds `request_id` for every log line of the request and writes one
+      `request_finished` line (plus `request_started` at DEBUG).
+    - Answers with `traceparent` (this request's span) and `X-Request-ID`.
+
+    It is deliberately lean (measured in bench/tracing_overhead.py): HTTP
+    attributes are computed only for recorded spans, and the log context is
+    set and reset through structlog's context variables directly instead of
+    copying the whole context per request.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
         self.tracer = trace.get_tracer("agency.http")
+        self.owns_span = settings.OTEL_DJANGO_INSTRUMENTATION == "lean"
+        self.trust_request_id = settings.TRUST_UPSTREAM_REQUEST_ID
+        self.log_client_ip = settings.LOG_CLIENT_IP
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        parent = _propagator.extract(request.META, getter=wsgi_getter)
-        span = self.tracer.start_span(request.method, context=parent, kind=SpanKind.SERVER)
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        started = time.perf_counter()
+        span = token = None
+        if self.owns_span:
+            parent = _propagator.extract(request.META, getter=wsgi_getter)
+            span = self.tracer.start_span(request.method, context=parent, kind=SpanKind.SERVER)
+            token = otel_context.attach(trace.set_span_in_context(span, parent))
+        request_id = self._request_id(request)
+        log_context = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
+            logger.debug("request_started", request=f"{request.method} {request.path}")
             response = self.get_response(request)
-            if span.is_recording():
+            _propagator.inject(response.headers)
+            response.headers["X-Request-ID"] = request_id
+            # Logged here, inside the trace. Django's own "Not Found"/"Internal
+            # Server Error" line would come after the trace has ended, without
+            # ids, and say the same thing again.
+            response._has_been_logged = True
+            extra = {"client_ip": request.META.get("REMOTE_ADDR")} if self.log_client_ip else {}
+            logger.log(
+                _level_for(response.status_code),
+                "request_finished",
+                request=f"{request.method} {request.path}",
+                code=response.status_code,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                **extra,
+            )
+            if span is not None and span.is_recording():
                 _describe(span, request, response)
             return response
         finally:
-            span.end()
-            otel_context.detach(token)
+            structlog.contextvars.reset_contextvars(**log_context)
+            if span is not None:
+                span.end()
+                otel_context.detach(token)
+
+    def _request_id(self, request: HttpRequest) -> str:
+        if self.trust_request_id:
+            upstream = request.META.get("HTTP_X_REQUEST_ID", "")
+            if 0 < len(upstream) <= 200 and upstream.isprintable():
+                return upstream
+        return uuid.uuid4().hex
+
+
+def _level_for(status: int) -> int:
+    if status >= 500:
+        return logging.ERROR
+    if status >= 400:
+        return logging.WARNING
+    return logging.INFO
 
 
 def _describe(span: trace.Span, request: HttpRequest, response: HttpResponse) -> None:
@@ -57,29 +113,6 @@ def _describe(span: trace.Span, request: HttpRequest, response: HttpResponse) ->
     span.set_attribute("http.status_code", response.status_code)
     if response.status_code >= 500:
         span.set_status(Status(StatusCode.ERROR))
-
-
-class TraceResponseMiddleware:
-    """Put this request's `traceparent` and `X-Request-ID` on the response.
-
-    Runs inside the server span's middleware (which continued or started the
-    trace) and django-structlog's (which bound `request_id`).
-    """
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        _propagator.inject(response.headers)
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
-        if request_id:
-            response.headers["X-Request-ID"] = request_id
-        # django-structlog has logged this response, inside the trace. Django's
-        # own "Not Found"/"Internal Server Error" line would come after the
-        # trace has ended, without ids, and say the same thing again.
-        response._has_been_logged = True
-        return response
 
 
 class JsonErrorMiddleware:

@@ -7,7 +7,7 @@ span, which leaves cheap non-recording spans that still carry valid ids; with
 an endpoint, spans are sampled by `OTEL_TRACES_SAMPLE_RATIO` (parent-based, so
 a caller's sampling decision is honoured).
 
-Requests get their server span from `tracing.middleware.ServerSpanMiddleware`
+Requests get their server span from `tracing.middleware.RequestTraceMiddleware`
 unless `OTEL_DJANGO_INSTRUMENTATION=stock` asks for OpenTelemetry's Django
 instrumentation: measured with bench/tracing_overhead.py, the stock middleware
 computes HTTP attributes and metrics on every request, sampled or not, and

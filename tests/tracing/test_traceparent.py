@@ -74,3 +74,27 @@ def test_it_sends_a_request_id(client):
     first, second = _get(client), _get(client)
     assert first.headers["X-Request-ID"]
     assert first.headers["X-Request-ID"] != second.headers["X-Request-ID"]
+
+
+def test_it_ignores_an_upstream_request_id_unless_trusted(client):
+    response = _get(client, x_request_id="from-the-proxy")
+    assert response.headers["X-Request-ID"] != "from-the-proxy"
+
+
+def test_it_keeps_a_trusted_upstream_request_id(settings):
+    from django.test import Client
+
+    settings.TRUST_UPSTREAM_REQUEST_ID = True
+    response = _get(Client(), x_request_id="from-the-proxy")
+    assert response.headers["X-Request-ID"] == "from-the-proxy"
+
+
+def test_it_logs_one_line_per_request_without_the_client_address_unless_asked(client, settings, log_lines):
+    from django.test import Client
+
+    _get(client)
+    settings.LOG_CLIENT_IP = True
+    _get(Client(REMOTE_ADDR="192.0.2.7"))
+    first, second = [line for line in log_lines() if line.get("event") == "request_finished"]
+    assert "client_ip" not in first
+    assert second["client_ip"] == "192.0.2.7"
