@@ -7,10 +7,12 @@ The ids are read from OpenTelemetry's current span, never from a variable
 we would have to remember to reset.
 """
 
+import json
 import logging
 import logging.config
 import sys
 
+import orjson
 import structlog
 from opentelemetry import trace
 
@@ -56,9 +58,17 @@ class CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
+def _json_dumps(obj, default=None, **_kwargs) -> str:
+    """orjson (several times faster than `json` on every log line), with `json` as the fallback."""
+    try:
+        return orjson.dumps(obj, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # e.g. an integer wider than 64 bits
+        return json.dumps(obj, default=default)
+
+
 def _renderer(fmt: str):
     if fmt == "json":
-        return structlog.processors.JSONRenderer()
+        return structlog.processors.JSONRenderer(serializer=_json_dumps)
     return structlog.dev.ConsoleRenderer(colors=False)
 
 
