@@ -1,5 +1,6 @@
 # Shared by .ci/demo, .ci/test and .ci/run. Source it; do not run it.
-# Everything is installed from the repo's own files into ./.venv.
+# Everything is installed from the repo's own files into ./.venv: the direct
+# requirements, with every transitive package pinned by constraints.txt.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -28,25 +29,31 @@ venv_ready() {
     local requirements="$1" stamp want
     if [ ! -x "$PY" ]; then
         say "Creating $VENV"
-        "$(find_python)" -m venv "$VENV"
+        "$(find_python)" -m venv "$VENV" || {
+            echo "Could not create a virtualenv (on Debian/Ubuntu: apt-get install python3-venv)." >&2
+            return 1
+        }
         "$PY" -m pip install --quiet --upgrade pip
     fi
     stamp="$VENV/.installed-$(basename "$requirements")"
-    want="$(cat "$ROOT/requirements.txt" "$ROOT/$requirements" | sha256sum | cut -d' ' -f1)"
+    want="$(cat "$ROOT/requirements.txt" "$ROOT/$requirements" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         say "Installing $requirements"
-        "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/$requirements"
+        "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/$requirements" -c "$ROOT/constraints.txt"
         echo "$want" >"$stamp"
     fi
 }
 
+# port_open PORT: is something listening on 127.0.0.1:PORT? (no client tools needed)
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 postgres_up() {
-    pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && return 0
+    port_open 5432 && return 0
     if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
         say "Starting PostgreSQL"
         pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
         for _ in $(seq 1 30); do
-            pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && return 0
+            port_open 5432 && return 0
             sleep 1
         done
     fi
@@ -54,12 +61,12 @@ postgres_up() {
 }
 
 redis_up() {
-    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return 0
+    port_open 6379 && return 0
     if command -v redis-server >/dev/null 2>&1; then
         say "Starting Redis"
         redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
         for _ in $(seq 1 20); do
-            redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return 0
+            port_open 6379 && return 0
             sleep 0.5
         done
     fi

@@ -5,6 +5,9 @@ folder, Celery eager, console e-mail, a local-memory cache and no span
 exporter. Every variable is documented in `.env.example`.
 """
 
+import os
+import secrets
+import time
 from pathlib import Path
 
 import environ
@@ -24,7 +27,9 @@ class _Env(environ.Env):
 
 
 env = _Env()
-if (BASE_DIR / ".env").is_file():
+# `.env` is for people; `.ci/test` and subprocess tests switch it off so a
+# developer's file cannot turn the SQLite pass into something else.
+if (BASE_DIR / ".env").is_file() and env.str("AGENCY_DOTENV", default="true").lower() != "false":
     env.read_env(BASE_DIR / ".env")
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -58,15 +63,42 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _development_secret_key() -> str:
+    """A random key per checkout, kept in `.secret_key` (git-ignored), for DEBUG only.
+
+    Never a key written in the code: that one would be public, and anyone
+    could forge a staff session with it.
+    """
+    path = BASE_DIR / ".secret_key"
+    try:
+        # O_EXCL: when several processes start at once, exactly one writes the key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # the writer may not have written yet
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.01)
+        raise ImproperlyConfigured(f"{path} is empty; delete it to get a new development key") from None
+    key = secrets.token_urlsafe(50)
+    with os.fdopen(fd, "w") as file:
+        file.write(key)
+    return key
+
+
 # --- Core -------------------------------------------------------------------
 
 DEBUG = env_flag("DJANGO_DEBUG", True)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+if env.str("DJANGO_ALLOWED_HOSTS", default="") and env.str("DJANGO_DEBUG", default="") == "":
+    # Serving real host names while DEBUG silently defaults to on would show
+    # debug pages to the world: whoever sets the hosts decides DEBUG too.
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is set: set DJANGO_DEBUG explicitly as well (false in production)")
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG is false")
-    SECRET_KEY = "insecure-development-key-never-used-in-production"  # noqa: S105 (DEBUG only)
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+    SECRET_KEY = _development_secret_key()
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -200,6 +232,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["agency.api.throttling.PrincipalRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"principal": env.str("API_THROTTLE_RATE", default="600/min")},
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Proxies in front of us that append to X-Forwarded-For; 0 trusts only the
+    # socket address, so clients cannot pick their own throttle bucket.
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
@@ -256,6 +291,10 @@ if LOG_FORMAT not in {"console", "json"}:
 OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
 OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="agency")
 OTEL_TRACES_SAMPLE_RATIO = env.float("OTEL_TRACES_SAMPLE_RATIO", default=0.1)
+# Follow a caller's "sampled" flag (true for trusted internal callers);
+# otherwise the ratio applies to remote parents too, so an outside client
+# cannot make every span of its requests recorded and exported.
+OTEL_TRUST_REMOTE_SAMPLING = env_flag("OTEL_TRUST_REMOTE_SAMPLING", False)
 if not 0.0 <= OTEL_TRACES_SAMPLE_RATIO <= 1.0:
     raise ImproperlyConfigured("OTEL_TRACES_SAMPLE_RATIO must be between 0 and 1")
 

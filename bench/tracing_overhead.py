@@ -78,6 +78,7 @@ def base_env(database_url: str) -> dict:
         API_THROTTLE_RATE="100000000/min",
         LOG_LEVEL="INFO",
         LOG_FORMAT="json",
+        AGENCY_DOTENV="false",
     )
     return env
 
@@ -148,12 +149,13 @@ def wrk(url: str, key: str, seconds: int, connections: int) -> tuple[float, int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--path", default="/api/v1/keys?page_size=20", help="The API read to measure.")
     parser.add_argument("--instructions", action="store_true", help="Also count instructions under valgrind.")
+    parser.add_argument("--variants", default="off,on,on+otlp,stock", help="Comma-separated subset to run.")
     parser.add_argument("--in-process", type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.in_process is not None:
@@ -175,6 +177,8 @@ def main() -> None:
         "on+otlp": {**env, "TRACING_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url},
         "stock": {**env, "TRACING_ENABLED": "true", "OTEL_DJANGO_INSTRUMENTATION": "stock"},
     }
+    chosen = args.variants.split(",")
+    variants = {name: variants[name] for name in ["off", *chosen] if name in variants}  # "off" is the baseline
     servers = {name: Server(name, variant_env, workdir / f"{name}.log") for name, variant_env in variants.items()}
     rates: dict[str, list[float]] = {name: [] for name in servers}
     cpu_ms: dict[str, list[float]] = {name: [] for name in servers}

@@ -90,5 +90,21 @@ def operator_client(issue_key) -> APIClient:
     return client_with_key(issue_key(ApiKey.Scope.OPERATOR))
 
 
+def database_url() -> str:
+    """The test database as a DATABASE_URL, for processes the tests start."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    s = connection.settings_dict
+    credentials = quote(s["USER"] or "", safe="")
+    if s["PASSWORD"]:
+        credentials += ":" + quote(s["PASSWORD"], safe="")
+    host = s["HOST"] or "127.0.0.1"
+    if host.startswith("/"):  # a unix socket directory
+        return f"postgres://{credentials}@/{s['NAME']}?host={quote(host, safe='')}&port={s['PORT'] or 5432}"
+    return f"postgres://{credentials}@{host}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"

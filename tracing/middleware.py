@@ -6,7 +6,7 @@ import time
 
 import structlog
 from django.conf import settings
-from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from kombu.exceptions import OperationalError as BrokerUnavailable
@@ -129,29 +129,35 @@ class JsonErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, RequestDataTooBig):
+            return json_error(413, "The request body is too large.", "too_large")
         if isinstance(exception, _HANDLED_BY_DJANGO):
-            return None
-        trace_id = current_trace_id()
-        if (
-            isinstance(exception, (OperationalError, InterfaceError, BrokerUnavailable))
-            or type(exception) is DatabaseError
+            return _client_error(request, exception)
+        if isinstance(exception, (OperationalError, InterfaceError, BrokerUnavailable)) or (
+            type(exception) is DatabaseError
         ):
             logger.error("dependency_unavailable", path=request.path, error=f"{type(exception).__name__}: {exception}")
-            response = JsonResponse(
-                {"detail": "The service is temporarily unavailable.", "code": "unavailable", "trace_id": trace_id},
-                status=503,
-            )
+            response = json_error(503, "The service is temporarily unavailable.", "unavailable")
             response.headers["Retry-After"] = "5"
             return response
         span = trace.get_current_span()
         if span.is_recording():
             span.record_exception(exception)
         logger.exception("unhandled_exception", path=request.path, method=request.method)
-        return server_error_response(trace_id)
+        return json_error(500, "Internal server error.", "server_error")
 
 
-def server_error_response(trace_id: str) -> JsonResponse:
-    return JsonResponse(
-        {"detail": "Internal server error.", "code": "server_error", "trace_id": trace_id},
-        status=500,
-    )
+def _client_error(request: HttpRequest, exception: Exception) -> HttpResponse | None:
+    """JSON for the API; Django's own pages (admin, delivery pages) elsewhere."""
+    if not request.path.startswith("/api/"):
+        return None
+    if isinstance(exception, Http404):
+        return json_error(404, "Not found.", "not_found")
+    if isinstance(exception, PermissionDenied):
+        return json_error(403, "You do not have permission to perform this action.", "permission_denied")
+    return json_error(400, "Bad request.", "bad_request")
+
+
+def json_error(status: int, detail: str, code: str) -> JsonResponse:
+    """The API's error shape, with the trace id to quote to support."""
+    return JsonResponse({"detail": detail, "code": code, "trace_id": current_trace_id()}, status=status)

@@ -34,7 +34,7 @@ def configure_tracing() -> TracerProvider:
         return _provider
 
     endpoint = settings.OTEL_EXPORTER_OTLP_ENDPOINT
-    sampler = ParentBased(TraceIdRatioBased(settings.OTEL_TRACES_SAMPLE_RATIO)) if endpoint else ALWAYS_OFF
+    sampler = _sampler() if endpoint else ALWAYS_OFF
     provider = TracerProvider(
         resource=Resource.create({"service.name": settings.OTEL_SERVICE_NAME}),
         sampler=sampler,
@@ -58,6 +58,13 @@ def configure_tracing() -> TracerProvider:
     connection_created.connect(_instrument_psycopg_connection, dispatch_uid="tracing.psycopg")
     _provider = provider
     return provider
+
+
+def _sampler() -> ParentBased:
+    ratio = TraceIdRatioBased(settings.OTEL_TRACES_SAMPLE_RATIO)
+    if settings.OTEL_TRUST_REMOTE_SAMPLING:
+        return ParentBased(ratio)
+    return ParentBased(ratio, remote_parent_sampled=ratio, remote_parent_not_sampled=ratio)
 
 
 def _instrument_psycopg_connection(sender, connection, **kwargs) -> None:

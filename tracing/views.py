@@ -9,7 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tracing.selectors import TraceRecord, is_trace_id, trace_records
+from agency.api.auth import OperatorScope
+from tracing.selectors import TraceRecord, is_trace_id, trace_records, traced_models
 
 
 def admin_change_url(record: TraceRecord) -> str | None:
@@ -18,6 +19,11 @@ def admin_change_url(record: TraceRecord) -> str | None:
         return reverse(f"admin:{app_label}_{model_name}_change", args=[record.pk])
     except NoReverseMatch:
         return None
+
+
+def _viewable_models(user) -> list:
+    """Staff see the rows of the models their admin permissions let them view."""
+    return [m for m in traced_models() if user.has_perm(f"{m._meta.app_label}.view_{m._meta.model_name}")]
 
 
 def trace_search_admin_view(site: AdminSite):
@@ -29,7 +35,7 @@ def trace_search_admin_view(site: AdminSite):
         records: list[TraceRecord] = []
         if trace_id:
             if is_trace_id(trace_id):
-                records = trace_records(trace_id)
+                records = trace_records(trace_id, models=_viewable_models(request.user))
             else:
                 error = "A trace id is 32 hexadecimal characters."
         context = {
@@ -60,7 +66,9 @@ class TraceOut(serializers.Serializer):
 
 
 class TraceDetailApi(APIView):
-    """Every stored record of one trace, oldest first."""
+    """Every stored record of one trace, oldest first. Operator scope: it spans every app."""
+
+    permission_classes = [OperatorScope]
 
     @extend_schema(responses=TraceOut, operation_id="traces_retrieve")
     def get(self, request: Request, trace_id: str) -> Response:

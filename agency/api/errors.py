@@ -5,13 +5,15 @@ the existing object; every error carries the `trace_id` to quote to support.
 """
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404
+from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from agency.errors import DomainError
 from tracing.context import current_trace_id
+from tracing.middleware import json_error
 
 
 class Conflict(exceptions.APIException):
@@ -63,15 +65,11 @@ def _kept_headers(response: Response) -> dict[str, str]:
 
 def not_found_view(request, exception=None):
     """404 for URLs no route matches: JSON under the API, Django's page elsewhere."""
-    from django.views.defaults import page_not_found
-
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found.", "code": "not_found", "trace_id": current_trace_id()}, status=404)
+        return json_error(404, "Not found.", "not_found")
     return page_not_found(request, exception)
 
 
 def server_error_view(request):
     """Last resort for errors raised outside any view (e.g. in a middleware)."""
-    from tracing.middleware import server_error_response
-
-    return server_error_response(current_trace_id())
+    return json_error(500, "Internal server error.", "server_error")

@@ -1,10 +1,17 @@
 """`Idempotency-Key` for creating POSTs, as a decorator on an API method.
 
 Same key and same request → the first answer again (with
-`Idempotent-Replayed: true`); same key with a different request → 409. The
-key is claimed by inserting a row *before* the work runs, so two concurrent
-requests with one key cannot both create: the loser answers 409 while the
-first is in flight. An answer ≥ 500 or an exception frees the key for a retry.
+`Idempotent-Replayed: true`); same key with a different request → 409.
+
+Transactions: the key is claimed by inserting a row and committing it
+*before* the work runs, so a concurrent request with the same key sees the
+claim and answers 409 while the first is in flight. The work and the stored
+answer then commit together in one transaction that also holds a lock on the
+claim: a crash leaves neither (the claim can be taken over after
+`IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS`), and a takeover attempted while the
+first request is merely slow waits for it and then finds the answer. Side
+effects queued with `transaction.on_commit` (Celery tasks) go out only once
+the answer is stored. An answer ≥ 500 or an exception frees the key.
 """
 
 import functools
@@ -42,7 +49,7 @@ def request_fingerprint(request: Request) -> str:
     data = request.data
     # A QueryDict (form or multipart body) may repeat keys and carry files.
     body = {k: [_canonical(v) for v in vs] for k, vs in data.lists()} if hasattr(data, "lists") else data
-    payload = json.dumps([request.method, request.path, body], sort_keys=True, default=str)
+    payload = json.dumps([request.method, request.get_full_path(), body], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -88,8 +95,19 @@ def idempotency_release(*, record: IdempotencyRecord) -> None:
     IdempotencyRecord.objects.filter(pk=record.pk, status_code__isnull=True).delete()
 
 
+class _Discarded(Exception):
+    """Rolls back a request whose answer must not be stored (5xx)."""
+
+    def __init__(self, response: Response):
+        self.response = response
+
+
 def idempotent(method):
-    """Decorate an APIView's `post` to honour the `Idempotency-Key` header."""
+    """Decorate an APIView's `post` to honour the `Idempotency-Key` header.
+
+    The decorated method runs inside a transaction, so it must not open a
+    `durable` one itself.
+    """
 
     @functools.wraps(method)
     def wrapper(view, request: Request, *args, **kwargs):
@@ -99,19 +117,25 @@ def idempotent(method):
         key = key.strip()
         if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
             raise ValidationError({HEADER: [f"Must be 1 to {MAX_KEY_LENGTH} printable characters."]})
-        principal = principal_of(request) or "anonymous"
+        principal = principal_of(request)
+        if principal is None:  # anonymous callers would share one key space
+            raise ValidationError({HEADER: ["Needs an authenticated caller."]})
         record, replay = idempotency_claim(principal=principal, key=key, fingerprint=request_fingerprint(request))
         if replay:
             return Response(record.response_body, status=record.status_code, headers={"Idempotent-Replayed": "true"})
         try:
-            response = method(view, request, *args, **kwargs)
+            with transaction.atomic():
+                IdempotencyRecord.objects.select_for_update().only("pk").get(pk=record.pk)
+                response = method(view, request, *args, **kwargs)
+                if response.status_code >= 500:
+                    raise _Discarded(response)
+                idempotency_complete(record=record, response=response)
+        except _Discarded as discarded:
+            idempotency_release(record=record)
+            return discarded.response
         except Exception:
             idempotency_release(record=record)
             raise
-        if response.status_code >= 500:
-            idempotency_release(record=record)
-        else:
-            idempotency_complete(record=record, response=response)
         return response
 
     return wrapper

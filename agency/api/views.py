@@ -6,6 +6,7 @@ from django.db import transaction
 from django_celery_results.models import TaskResult
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -42,7 +43,7 @@ class ApiKeyRevokeApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         api_key = ApiKey.objects.filter(pk=pk).first()
         if api_key is None:
-            return Response({"detail": "Not found.", "code": "not_found"}, status=status.HTTP_404_NOT_FOUND)
+            raise NotFound()
         return Response(ApiKeyOut(api_key_revoke(api_key=api_key)).data)
 
 

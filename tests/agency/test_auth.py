@@ -39,13 +39,21 @@ def test_it_refuses_a_key_without_the_scope_with_403(issue_key, scope):
 
 
 def test_it_lets_a_read_key_read(read_client):
-    response = read_client.get("/api/v1/traces/" + "a" * 32)
+    response = read_client.get("/api/v1/cycles/some-task-id")
     assert response.status_code == 200
+
+
+@pytest.mark.urls("tests.agency.urls")
+@pytest.mark.parametrize(
+    ("scope", "status"), [(ApiKey.Scope.READ, 403), (ApiKey.Scope.WRITE, 200), (ApiKey.Scope.OPERATOR, 200)]
+)
+def test_it_orders_scopes_read_write_operator(issue_key, scope, status):
+    assert client_with_key(issue_key(scope)).post("/api/test/write").status_code == status
 
 
 def test_it_lets_an_operator_key_do_everything_below_it(operator_client):
     assert operator_client.get(KEYS_URL).status_code == 200
-    assert operator_client.get("/api/v1/traces/" + "a" * 32).status_code == 200
+    assert operator_client.get("/api/v1/cycles/some-task-id").status_code == 200
 
 
 def test_it_refuses_a_revoked_key_with_401():
@@ -96,5 +104,5 @@ def test_it_does_not_accept_a_non_staff_session(api):
 
 def test_it_records_when_a_key_was_last_used(read_client):
     assert ApiKey.objects.get().last_used_at is None
-    read_client.get("/api/v1/traces/" + "b" * 32)
+    read_client.get("/api/v1/cycles/some-task-id")
     assert ApiKey.objects.get().last_used_at is not None

@@ -16,7 +16,7 @@ def _run(*args) -> str:
     return out.getvalue()
 
 
-def test_create_api_key_prints_a_working_key_alone_on_the_last_line():
+def test_it_prints_a_working_api_key_alone_on_the_last_line():
     output = _run("create_api_key", "--name", "ci bot", "--scope", "operator")
     raw = output.strip().splitlines()[-1]
     assert raw.startswith("agy_") and " " not in raw
@@ -25,13 +25,13 @@ def test_create_api_key_prints_a_working_key_alone_on_the_last_line():
     assert client_with_key(raw).get("/api/v1/keys").status_code == 200
 
 
-def test_create_api_key_refuses_an_unknown_scope():
+def test_it_refuses_an_api_key_with_an_unknown_scope():
     with pytest.raises(CommandError):
         call_command("create_api_key", "--name", "x", "--scope", "admin")
     assert not ApiKey.objects.exists()
 
 
-def test_run_agency_runs_every_step_and_can_run_twice():
+def test_it_runs_every_cycle_step_and_can_run_twice():
     first = _run("run_agency")
     second = _run("run_agency")
     for output in (first, second):
@@ -39,12 +39,12 @@ def test_run_agency_runs_every_step_and_can_run_twice():
         assert "Cycle finished" in output
 
 
-def test_run_agency_refuses_an_unknown_step():
+def test_it_refuses_an_unknown_cycle_step():
     with pytest.raises(CommandError, match="Unknown step"):
         call_command("run_agency", "--step", "nope")
 
 
-def test_run_agency_logs_under_a_trace_of_its_own(log_lines):
+def test_it_runs_each_command_under_a_trace_of_its_own(log_lines):
     _run("run_agency")
     _run("run_agency")
     started = [line for line in log_lines() if line.get("event") == "command_started"]
@@ -53,7 +53,7 @@ def test_run_agency_logs_under_a_trace_of_its_own(log_lines):
     assert all(len(line["trace_id"]) == 32 for line in started)
 
 
-def test_demo_sets_up_prints_a_login_and_is_idempotent():
+def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice():
     first = _run("demo", "--no-serve")
     second = _run("demo", "--no-serve")
     for output in (first, second):

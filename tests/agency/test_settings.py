@@ -16,7 +16,7 @@ def _start(**env) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); print('started')"],
         cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "agency.settings", **env},
+        env={**clean, "DJANGO_SETTINGS_MODULE": "agency.settings", "AGENCY_DOTENV": "false", **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -51,3 +51,9 @@ def test_it_refuses_a_malformed_integer():
     result = _start(AGENCY_CYCLE_INTERVAL_SECONDS="soon")
     assert result.returncode != 0
     assert "AGENCY_CYCLE_INTERVAL_SECONDS must be an integer" in result.stderr
+
+
+def test_it_refuses_public_hosts_while_debug_is_only_defaulted():
+    result = _start(DJANGO_ALLOWED_HOSTS="agency.example.com")
+    assert result.returncode != 0
+    assert "set DJANGO_DEBUG explicitly" in result.stderr

@@ -9,20 +9,21 @@ from agency.tasks import agency_cycle, cycle_step
 pytestmark = pytest.mark.django_db
 
 
-def test_beat_takes_the_cycle_schedule_from_code(settings):
+@pytest.mark.django_db(transaction=True)  # the scheduler closes the connection, as beat does
+def test_it_gives_beat_the_cycle_schedule_from_code(settings):
     DatabaseScheduler(app=celery_app)  # what `celery beat` does at start-up
     task = PeriodicTask.objects.get(name="agency-cycle")
     assert task.task == "agency.cycle"
     assert task.interval.every == settings.AGENCY_CYCLE_INTERVAL_SECONDS
 
 
-def test_an_eager_cycle_runs_every_step_and_stores_results_with_names():
+def test_it_runs_every_step_of_an_eager_cycle_and_stores_named_results():
     result = agency_cycle.apply_async()
     assert result.get() == ["agency.cycle.housekeeping"]
     names = set(TaskResult.objects.values_list("task_name", flat=True))
     assert {"agency.cycle", "agency.cycle_step"} <= names
 
 
-def test_a_step_task_refuses_anything_but_a_known_step():
+def test_it_refuses_to_run_anything_but_a_known_step():
     with pytest.raises(ValueError, match="not a cycle step"):
         cycle_step.apply(args=["os.system"]).get()

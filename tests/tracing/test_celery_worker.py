@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from django.db import connection
 from django_celery_results.models import TaskResult
 
 from agency.models import ApiKey
-from tests.conftest import in_ci
+from tests.conftest import database_url, in_ci
 from tests.tracing.http_server import plain_get, plain_post
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +37,6 @@ def broker_url():
             pytest.fail(f"Redis is required in CI and is not reachable at {REDIS_URL}: {exc}")
         pytest.skip(f"Redis not reachable at {REDIS_URL}")
     return REDIS_URL
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    return f"postgres://{s['USER'] or ''}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def _free_port() -> int:
@@ -67,14 +61,15 @@ def _json_lines(stream, into: list[dict]) -> threading.Thread:
 @pytest.fixture
 def deployment(broker_url):
     """The production shape in miniature: a gunicorn web process and a Celery
-    worker, sharing the test database and the Redis broker.
+    worker (prefork pool, as in production), sharing the test database and
+    the Redis broker.
 
     Yields the web URL and the worker's log lines (JSON) as they arrive.
     """
     redis.Redis.from_url(broker_url).flushdb()  # a dedicated database: no stale messages
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": broker_url,
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
@@ -85,7 +80,7 @@ def deployment(broker_url):
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "agency", "worker", "--pool=solo",
+        [sys.executable, "-m", "celery", "-A", "agency", "worker", "--concurrency=1",
          "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -99,7 +94,11 @@ def deployment(broker_url):
         for process in (web, worker):
             process.terminate()
         for process in (web, worker):
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()  # never leave a process holding the test database
+                process.wait(timeout=10)
         reader.join(timeout=10)
 
 
@@ -120,7 +119,7 @@ def _wait_for(query, timeout: float = 60.0):
     raise AssertionError("timed out waiting for the worker")
 
 
-def test_a_task_enqueued_by_a_request_logs_with_the_requests_trace_id(deployment, issue_key):
+def test_it_logs_a_task_enqueued_by_a_request_with_the_requests_trace_id(deployment, issue_key):
     url, worker = deployment
     trace_id = uuid.uuid4().hex
     status, headers, body = plain_post(

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _clean_env(**env) -> dict:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "OTEL_", "LOG_"))}
-    return {**clean, "LOG_FORMAT": "json", **env}
+    return {**clean, "LOG_FORMAT": "json", "AGENCY_DOTENV": "false", **env}
 
 
 def _run_agency(tmp_path, **env) -> subprocess.CompletedProcess:
@@ -73,7 +73,13 @@ PARENT = "00f067aa0ba902b7"
 
 def test_it_exports_a_sampled_requests_server_span_with_http_attributes():
     with RecordingServer() as collector:
-        answer = _one_request("/healthz", f"00-{TRACE}-{PARENT}-01", OTEL_EXPORTER_OTLP_ENDPOINT=collector.url)
+        answer = _one_request(
+            "/healthz",
+            f"00-{TRACE}-{PARENT}-01",
+            OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+            OTEL_TRUST_REMOTE_SAMPLING="true",
+            OTEL_TRACES_SAMPLE_RATIO="0",  # recorded because the trusted caller sampled it
+        )
     [span] = [s for s in _exported_spans(collector) if s.kind == s.SPAN_KIND_SERVER]
     assert span.trace_id.hex() == TRACE
     assert span.parent_span_id.hex() == PARENT
@@ -86,18 +92,37 @@ def test_it_exports_a_sampled_requests_server_span_with_http_attributes():
 
 def test_it_records_nothing_for_a_caller_that_did_not_sample():
     with RecordingServer() as collector:
-        answer = _one_request("/healthz", f"00-{TRACE}-{PARENT}-00", OTEL_EXPORTER_OTLP_ENDPOINT=collector.url)
+        answer = _one_request(
+            "/healthz",
+            f"00-{TRACE}-{PARENT}-00",
+            OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+            OTEL_TRUST_REMOTE_SAMPLING="true",
+            OTEL_TRACES_SAMPLE_RATIO="1",  # not recorded: the trusted caller did not sample it
+        )
     assert _exported_spans(collector) == []
     assert answer["headers"]["traceparent"].startswith(f"00-{TRACE}-")  # ids still flow
 
 
-def test_the_stock_django_instrumentation_also_continues_the_trace():
+def test_it_does_not_let_an_untrusted_caller_force_recording():
+    with RecordingServer() as collector:
+        answer = _one_request(
+            "/healthz",
+            f"00-{TRACE}-{PARENT}-01",
+            OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+            OTEL_TRACES_SAMPLE_RATIO="0",
+        )
+    assert _exported_spans(collector) == []
+    assert answer["headers"]["traceparent"].startswith(f"00-{TRACE}-")
+
+
+def test_it_continues_the_trace_with_the_stock_django_instrumentation_too():
     with RecordingServer() as collector:
         answer = _one_request(
             "/healthz",
             f"00-{TRACE}-{PARENT}-01",
             OTEL_DJANGO_INSTRUMENTATION="stock",
             OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+            OTEL_TRACES_SAMPLE_RATIO="1",
         )
     assert answer["status"] == 200
     [span] = [s for s in _exported_spans(collector) if s.kind == s.SPAN_KIND_SERVER]

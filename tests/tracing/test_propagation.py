@@ -17,45 +17,43 @@ def _traceparent() -> tuple[str, str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_keeps_each_concurrent_requests_lines_apart(live_server, issue_key, log_lines):
-    """50 requests in flight at once: every line names its own request's trace.
+@pytest.mark.urls("tests.tracing.urls")
+def test_it_keeps_each_concurrent_requests_lines_apart(live_server, log_lines):
+    """50 requests in flight at once: every line names its own request's trace and request id.
 
-    The path of each request contains its own trace id, so a line whose
-    `trace_id` differs from the id in its `request` field came from cross-talk.
+    Each request carries its trace id in its path too (`marker`), so a line
+    whose `trace_id` differs from its marker came from cross-talk; the view
+    logs twice with a pause in between, so the requests interleave.
     """
-    key = issue_key(ApiKey.Scope.READ)
     log_lines()  # drop what came before
 
     def call(_):
         trace_id, header = _traceparent()
-        status, _, body = plain_get(
-            f"{live_server.url}/api/v1/traces/{trace_id}",
-            headers={"traceparent": header, "Authorization": f"Bearer {key}"},
-        )
-        assert status == 200, body
-        return trace_id
+        status, headers, _ = plain_get(f"{live_server.url}/test/log/{trace_id}", headers={"traceparent": header})
+        assert status == 200
+        return trace_id, headers["X-Request-ID"]
 
     with ThreadPoolExecutor(max_workers=50) as pool:
-        sent = set(pool.map(call, range(50)))
-    assert len(sent) == 50
+        answers = dict(pool.map(call, range(50)))
+    assert len(answers) == 50
 
-    request_lines = [line for line in log_lines() if line.get("event") in {"request_started", "request_finished"}]
-    assert len(request_lines) == 100  # one start (DEBUG) and one finish per request
-    for line in request_lines:
-        path_trace_id = line["request"].rsplit("/", 1)[-1]
-        assert line["trace_id"] == path_trace_id, line
-    assert {line["trace_id"] for line in request_lines} == sent
+    lines = [line for line in log_lines() if line.get("event") in {"in_view", "in_view_again", "request_finished"}]
+    assert len(lines) == 150
+    for line in lines:
+        marker = line.get("marker") or line["request"].rsplit("/", 1)[-1]
+        assert line["trace_id"] == marker, line
+        assert line["request_id"] == answers[marker], line
     in_flight = peak = 0
-    for line in request_lines:  # in the order they were written
-        in_flight += 1 if line["event"] == "request_started" else -1
+    for line in lines:  # in the order they were written
+        in_flight += {"in_view": 1, "in_view_again": -1}.get(line["event"], 0)
         peak = max(peak, in_flight)
     assert peak > 1, "the requests never overlapped, so nothing was proven"
 
     _, headers, _ = plain_get(f"{live_server.url}/healthz")
     fresh = TRACEPARENT_RE.match(headers["traceparent"]).group(1)
-    assert fresh not in sent
+    assert fresh not in answers
     finished = [line for line in log_lines() if line.get("event") == "request_finished"]
-    assert [line["trace_id"] for line in finished] == [fresh]
+    assert [(line["trace_id"], line["request_id"]) for line in finished] == [(fresh, headers["X-Request-ID"])]
 
 
 @pytest.mark.django_db
@@ -104,3 +102,11 @@ def test_it_keeps_the_request_trace_in_eager_tasks(issue_key, log_lines):
     assert step["request_id"] == response.headers["X-Request-ID"]
     [finished] = [line for line in lines if line.get("event") == "request_finished"]
     assert finished["request_id"] == response.headers["X-Request-ID"]  # not wiped by the task
+
+
+@pytest.mark.urls("tests.tracing.urls")
+def test_it_answers_an_oversized_body_with_json_413(client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = client.post("/api/test/read-body", data=b"x" * 2000, content_type="application/octet-stream")
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"

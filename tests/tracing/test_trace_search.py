@@ -23,7 +23,7 @@ def test_it_leaves_rows_made_outside_any_trace_unstamped():
     assert api_key.trace_id == ""
 
 
-def test_it_lists_a_traces_records_in_time_order_across_models(read_client):
+def test_it_lists_a_traces_records_in_time_order_across_models(operator_client):
     with trace_started("test") as span:
         first, _ = api_key_create(name="first", scope="read")
         IdempotencyRecord.objects.create(principal="key:1", key="k", fingerprint="f")
@@ -31,7 +31,7 @@ def test_it_lists_a_traces_records_in_time_order_across_models(read_client):
     api_key_create(name="other trace", scope="read")
     trace_id = format(span.get_span_context().trace_id, "032x")
 
-    body = read_client.get(f"/api/v1/traces/{trace_id}").json()
+    body = operator_client.get(f"/api/v1/traces/{trace_id}").json()
     assert body["trace_id"] == trace_id
     assert body["count"] == 3
     assert [r["model"] for r in body["records"]] == ["agency.apikey", "agency.idempotencyrecord", "agency.apikey"]
@@ -40,8 +40,8 @@ def test_it_lists_a_traces_records_in_time_order_across_models(read_client):
     assert "other trace" not in str(body)
 
 
-def test_it_answers_an_unknown_trace_with_no_records(read_client):
-    body = read_client.get(f"/api/v1/traces/{uuid.uuid4().hex}").json()
+def test_it_answers_an_unknown_trace_with_no_records(operator_client):
+    body = operator_client.get(f"/api/v1/traces/{uuid.uuid4().hex}").json()
     assert body["count"] == 0 and body["records"] == []
 
 
@@ -62,3 +62,18 @@ def test_it_shows_the_timeline_in_the_admin(client):
 
 def test_it_keeps_the_admin_trace_search_for_staff(client):
     assert client.get("/admin/traces/").status_code == 302  # to the login page
+
+
+def test_it_keeps_the_api_trace_search_for_operators(read_client):
+    assert read_client.get(f"/api/v1/traces/{uuid.uuid4().hex}").status_code == 403
+
+
+def test_it_shows_staff_only_the_models_they_may_view(client):
+    staff = get_user_model().objects.create_user("limited", password="pw-for-tests", is_staff=True)
+    client.force_login(staff)
+    with trace_started("test") as span:
+        api_key_create(name="hidden from limited staff", scope=ApiKey.Scope.READ)
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    page = client.get("/admin/traces/", {"trace_id": trace_id})
+    assert page.status_code == 200
+    assert b"hidden from limited staff" not in page.content

@@ -1,7 +1,10 @@
-"""The product's routes plus two views that only tests need: one that fails, one that calls out."""
+"""The product's routes plus views that only tests need: failing, calling out, logging, reading a body."""
+
+import time
 
 import httpx
-from django.http import JsonResponse
+import structlog
+from django.http import HttpResponse, JsonResponse
 from django.urls import path
 
 from agency.urls import urlpatterns as product_urlpatterns
@@ -16,8 +19,23 @@ def call_out(request):
     return JsonResponse({"status": response.status_code})
 
 
+def log_twice(request, marker):
+    """Logs from inside the view, with a pause between, so concurrent requests interleave."""
+    logger = structlog.get_logger("tests.view")
+    logger.info("in_view", marker=marker)
+    time.sleep(0.01)
+    logger.info("in_view_again", marker=marker)
+    return HttpResponse("ok")
+
+
+def read_body(request):
+    return HttpResponse(str(len(request.body)))
+
+
 urlpatterns = [
     path("test/boom", boom),
     path("test/call-out", call_out),
+    path("test/log/<str:marker>", log_twice),
+    path("api/test/read-body", read_body),
     *product_urlpatterns,
 ]
