@@ -7,6 +7,7 @@ class AgencyConfig(AppConfig):
     verbose_name = "Agency"
 
     def ready(self) -> None:
+        from agency import checks  # noqa: F401  (registers the system checks)
         from agency.api import schema  # noqa: F401  (registers the schema extensions)
 
 

@@ -53,7 +53,8 @@ def test_it_runs_each_command_under_a_trace_of_its_own(log_lines):
     assert all(len(line["trace_id"]) == 32 for line in started)
 
 
-def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice():
+def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings):
+    settings.DEBUG = True  # pytest-django runs tests with DEBUG off; the demo is for development
     first = _run("demo", "--no-serve")
     second = _run("demo", "--no-serve")
     for output in (first, second):
@@ -66,3 +67,9 @@ def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice():
     assert ApiKey.objects.filter(name="demo integration").count() == 1
     raw = first.split("API key:   ")[1].split()[0]
     assert client_with_key(raw).get("/api/v1/keys").status_code == 200
+
+
+def test_it_refuses_the_demo_outside_development(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="for development"):
+        call_command("demo", "--no-serve")

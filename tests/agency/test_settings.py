@@ -11,12 +11,16 @@ pytestmark = pytest.mark.backend_independent
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start(**env) -> subprocess.CompletedProcess:
+def _start_env() -> dict:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "CELERY_"))}
+    return {**clean, "DJANGO_SETTINGS_MODULE": "agency.settings", "AGENCY_DOTENV": "false"}
+
+
+def _start(**env) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); print('started')"],
         cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "agency.settings", "AGENCY_DOTENV": "false", **env},
+        env={**_start_env(), **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -57,3 +61,15 @@ def test_it_refuses_public_hosts_while_debug_is_only_defaulted():
     result = _start(DJANGO_ALLOWED_HOSTS="agency.example.com")
     assert result.returncode != 0
     assert "set DJANGO_DEBUG explicitly" in result.stderr
+
+
+def test_it_warns_at_deploy_check_about_a_per_process_cache():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env={**_start_env(), "DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "x" * 60},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "agency.W001" in result.stderr + result.stdout

@@ -1,7 +1,8 @@
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from agency.models import ApiKey
 from agency.services import api_key_create
@@ -21,8 +22,14 @@ class Command(TracedCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-serve", action="store_true", help="Stop after the summary.")
         parser.add_argument("--addrport", default="127.0.0.1:8000", help="Where to serve the admin.")
+        parser.add_argument("--force", action="store_true", help="Run even with DJANGO_DEBUG=false.")
 
-    def handle(self, *args, no_serve: bool, addrport: str, **options):
+    def handle(self, *args, no_serve: bool, addrport: str, force: bool, **options):
+        if not settings.DEBUG and not force:
+            raise CommandError(
+                "demo seeds data and resets the operator's password: it is for development "
+                "(DJANGO_DEBUG=true). Use --force to run it against this database anyway."
+            )
         self.stdout.write("1. Migrating the database…")
         call_command("migrate", interactive=False, verbosity=0)
         password = self._operator()
