@@ -1,8 +1,19 @@
 from django.contrib import admin, messages
 
 from agency.errors import DomainError
-from agency.models import ApiKey, IdempotencyRecord
-from agency.services import api_key_create, api_key_revoke
+from agency.models import (
+    ApiKey,
+    Client,
+    Deliverable,
+    DeliveryLink,
+    Domain,
+    IdempotencyRecord,
+    StripeEvent,
+    Task,
+    TaskEvent,
+)
+from agency.services.api_keys import api_key_create, api_key_revoke
+from agency.services.tasks import task_cancel, task_transition
 
 
 @admin.register(ApiKey)
@@ -56,3 +67,112 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by services only: visible, never edited by hand."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Client)
+class ClientAdmin(admin.ModelAdmin):
+    list_display = ["email", "name", "completed_tasks", "spent_cents", "created_at"]
+    search_fields = ["email", "name"]
+    readonly_fields = ["completed_tasks", "spent_cents", "created_at", "trace_id"]
+
+
+@admin.register(Domain)
+class DomainAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "base_rate_cents", "currency", "active"]
+    list_editable = ["base_rate_cents", "active"]
+    search_fields = ["slug", "name"]
+
+
+class TaskEventInline(admin.TabularInline):
+    model = TaskEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "from_status", "to_status", "actor", "reason", "trace_id"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class DeliverableInline(admin.TabularInline):
+    model = Deliverable
+    extra = 0
+    can_delete = False
+    fields = ["name", "content_type", "size", "sha256", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ["id", "title", "domain", "client", "status", "price_cents", "is_high_value", "created_at"]
+    list_filter = ["status", "domain", "payment", "is_high_value", "needs_operator"]
+    search_fields = ["title", "client__email"]
+    list_select_related = ["domain", "client"]
+    show_full_result_count = False  # no COUNT(*) over the whole table on every page
+    readonly_fields = [
+        "status", "source", "client", "domain", "complexity", "urgency", "payment", "base_price_cents",
+        "discount_cents", "price_cents", "currency", "is_high_value", "input_file", "input_name",
+        "input_content_type", "input_size", "input_sha256", "attempts", "last_error", "paid_at",
+        "completed_at", "created_at", "updated_at", "trace_id",
+    ]  # fmt: skip
+    fields = ["title", "description", "needs_operator", "operator_note", *readonly_fields]
+    inlines = [TaskEventInline, DeliverableInline]
+    actions = ["mark_paid", "cancel"]
+
+    def has_add_permission(self, request):
+        return False  # tasks come from the API, marketplaces and commands, priced by the service
+
+    @admin.action(description="Mark selected pending tasks as paid")
+    def mark_paid(self, request, queryset):
+        self._transition(request, queryset, Task.Status.PAID, "marked paid by an operator")
+
+    @admin.action(description="Cancel selected tasks")
+    def cancel(self, request, queryset):
+        self._transition(request, queryset, Task.Status.CANCELLED, "cancelled by an operator")
+
+    def _transition(self, request, queryset, to: str, reason: str) -> None:
+        done, refused = 0, []
+        actor = f"admin:user:{request.user.pk}"
+        for task in queryset:
+            try:
+                if to == Task.Status.CANCELLED:
+                    task_cancel(task=task, actor=actor, reason=reason)
+                else:
+                    task_transition(task=task, to=to, actor=actor, reason=reason)
+                done += 1
+            except DomainError as exc:
+                refused.append(f"#{task.pk}: {exc}")
+        self.message_user(request, f"{done} task(s) are now {to}.")
+        if refused:
+            self.message_user(request, "Refused: " + "; ".join(refused), level=messages.WARNING)
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ["event_id", "type", "outcome", "task", "created_at"]
+    list_filter = ["outcome", "type"]
+    search_fields = ["event_id"]
+    list_select_related = ["task"]
+
+
+@admin.register(DeliveryLink)
+class DeliveryLinkAdmin(ReadOnlyAdmin):
+    list_display = ["task", "downloads", "max_downloads", "expires_at", "revoked_at", "created_at"]
+    list_select_related = ["task"]
+    exclude = ["token_hash"]

@@ -8,6 +8,7 @@ exporter. Every variable is documented in `.env.example`.
 import os
 import secrets
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -255,6 +256,33 @@ SPECTACULAR_SETTINGS = {
 # unfinished claim blocks a retry before it is considered abandoned.
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60)
 IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS = env_int("IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS", 60, minimum=1)
+
+# --- Pricing (SPEC §4) ------------------------------------------------------------
+
+
+def _pairs(name: str, default: str, key, value) -> list[tuple]:
+    """`a:1,b:2` → [(key(a), value(1)), …], refusing anything malformed."""
+    raw = env.str(name, default=default)
+    try:
+        pairs = [item.split(":") for item in raw.split(",") if item.strip()]
+        return [(key(k.strip()), value(v.strip())) for k, v in pairs]
+    except (ValueError, ArithmeticError):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a list of name:value pairs") from None
+
+
+PRICING_COMPLEXITY = dict(_pairs("PRICING_COMPLEXITY", "simple:1.0,medium:1.5,complex:2.0", str, Decimal))
+PRICING_URGENCY = dict(_pairs("PRICING_URGENCY", "standard:1.0,rush:1.25,urgent:1.5", str, Decimal))
+# (completed tasks at least, discount percent)
+PRICING_REPEAT_DISCOUNTS = _pairs("PRICING_REPEAT_DISCOUNTS", "1:5,2:10,5:15", int, int)
+if set(PRICING_COMPLEXITY) != {"simple", "medium", "complex"} or set(PRICING_URGENCY) != {"standard", "rush", "urgent"}:
+    raise ImproperlyConfigured("PRICING_COMPLEXITY and PRICING_URGENCY must price every level")
+if any(m <= 0 for m in [*PRICING_COMPLEXITY.values(), *PRICING_URGENCY.values()]):
+    raise ImproperlyConfigured("Pricing multipliers must be positive")
+if any(not 0 <= percent <= 100 or minimum < 1 for minimum, percent in PRICING_REPEAT_DISCOUNTS):
+    raise ImproperlyConfigured("PRICING_REPEAT_DISCOUNTS needs tiers from 1 task up and percents within 0..100")
+HIGH_VALUE_THRESHOLD_CENTS = env_int("HIGH_VALUE_THRESHOLD_CENTS", 20000, minimum=1)
+# Largest task input accepted (bytes); larger answers 413.
+TASK_INPUT_MAX_BYTES = env_int("TASK_INPUT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 
 # --- Celery -------------------------------------------------------------------
 

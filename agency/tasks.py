@@ -26,3 +26,17 @@ def cycle_step(path: str) -> dict:
         raise ValueError(f"{path!r} is not a cycle step")
     outcome = step_run(path)
     return {"step": outcome.name, "ok": outcome.ok, "summary": outcome.summary, "error": outcome.error}
+
+
+@shared_task(name="agency.task_work")
+def task_work(task_id: int) -> str:
+    """Entry point of the work pipeline for a paid task (enqueued after the payment commits).
+
+    The pipeline (plan → work → review, SPEC §5) arrives with its own issue;
+    until then a paid task waits in `paid`, where operators see it.
+    """
+    from agency.models import Task
+
+    status = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
+    logger.info("task_ready_for_work", task_id=task_id, status=status)
+    return status or "missing"

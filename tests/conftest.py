@@ -5,7 +5,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from agency.models import ApiKey
-from agency.services import api_key_create
+from agency.services.api_keys import api_key_create
 from tracing.logging import configure_logging
 
 

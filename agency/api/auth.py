@@ -11,7 +11,7 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from agency.models import ApiKey
-from agency.services import key_digest
+from agency.services.api_keys import key_digest
 
 # Refreshing `last_used_at` on every request would turn each read into a write.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)

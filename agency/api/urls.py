@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from agency.api import views
+from agency.api import tasks, views
 from tracing.views import TraceDetailApi
 
 urlpatterns = [
@@ -12,4 +12,8 @@ urlpatterns = [
     path("cycles", views.CycleStartApi.as_view(), name="cycle-start"),
     path("cycles/<str:task_id>", views.CycleStatusApi.as_view(), name="cycle-status"),
     path("traces/<str:trace_id>", TraceDetailApi.as_view(), name="trace-detail"),
+    path("quote", tasks.QuoteApi.as_view(), name="quote"),
+    path("tasks", tasks.TaskListCreateApi.as_view(), name="task-list"),
+    path("tasks/<int:pk>", tasks.TaskDetailApi.as_view(), name="task-detail"),
+    path("tasks/<int:pk>/cancel", tasks.TaskCancelApi.as_view(), name="task-cancel"),
 ]

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from agency.api.auth import OperatorScope, ReadScope
 from agency.api.idempotency import idempotent
 from agency.models import ApiKey
-from agency.services import api_key_revoke
+from agency.services.api_keys import api_key_revoke
 from tracing.context import current_trace_id
 
 

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from agency.models import ApiKey
-from agency.services import api_key_create, api_key_revoke
+from agency.services.api_keys import api_key_create, api_key_revoke
 from tests.conftest import client_with_key
 
 pytestmark = pytest.mark.django_db

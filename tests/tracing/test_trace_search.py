@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from agency.models import ApiKey, IdempotencyRecord
-from agency.services import api_key_create
+from agency.services.api_keys import api_key_create
 from tracing.context import trace_started
 
 pytestmark = pytest.mark.django_db

@@ -1,7 +1,7 @@
 from django.core.management.base import CommandError
 
 from agency.models import ApiKey
-from agency.services import api_key_create
+from agency.services.api_keys import api_key_create
 from tracing.commands import TracedCommand
 
 

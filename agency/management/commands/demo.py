@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from agency.models import ApiKey
-from agency.services import api_key_create
+from agency.services.api_keys import api_key_create
 from tracing.commands import TracedCommand
 from tracing.context import current_trace_id
 

@@ -1,8 +1,4 @@
-"""Core domain of the agency. Foundation: API keys and idempotent requests.
-
-Clients, tasks, the work pipeline, the model gateway and payments arrive with
-their issues (SPEC §4, §5).
-"""
+"""API credentials and idempotent requests."""
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder

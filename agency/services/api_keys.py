@@ -1,4 +1,4 @@
-"""Writes of the agency core. Foundation: API keys."""
+"""API keys: issue and revoke."""
 
 import hashlib
 import secrets

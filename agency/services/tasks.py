@@ -1,0 +1,139 @@
+"""Tasks: creation, the state machine every writer goes through, cancellation."""
+
+from dataclasses import dataclass
+
+import structlog
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agency import pricing
+from agency.errors import DomainError
+from agency.models import Client, Domain, Task, TaskEvent
+from agency.services.uploads import ValidatedUpload
+
+logger = structlog.get_logger(__name__)
+
+S = Task.Status
+# The only moves a task can make (SPEC §4). completed, failed and cancelled
+# are terminal: running a task again is a new attempt via the escalation
+# inbox, never a reset.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.PENDING: frozenset({S.PAID, S.CANCELLED}),
+    S.PAID: frozenset({S.PLANNING, S.CANCELLED}),
+    S.PLANNING: frozenset({S.PROCESSING, S.FAILED, S.ESCALATED}),
+    S.PROCESSING: frozenset({S.REVIEWING, S.FAILED, S.ESCALATED}),
+    S.REVIEWING: frozenset({S.COMPLETED, S.PROCESSING, S.ESCALATED}),
+    S.ESCALATED: frozenset({S.PROCESSING, S.COMPLETED, S.FAILED}),
+}
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_transition"
+
+
+def task_transition(*, task: Task, to: str, actor: str, reason: str = "", **fields) -> Task:
+    """Move `task` from the status it was loaded with to `to`, or raise `InvalidTransition`.
+
+    A compare-and-set: the UPDATE matches only while the row still has the
+    status the caller saw, so of two concurrent writers exactly one wins and
+    the other gets `InvalidTransition`. The winner writes one audit event in
+    the same transaction. `fields` are other columns set by the same UPDATE.
+    """
+    current = task.status
+    if to not in TRANSITIONS.get(current, frozenset()):
+        raise InvalidTransition(f"A {current} task cannot become {to}.", existing_id=task.pk)
+    now = timezone.now()
+    changes = {"status": to, "updated_at": now, **fields}
+    if to == S.PAID:
+        changes["paid_at"] = now
+    elif to == S.COMPLETED:
+        changes["completed_at"] = now
+    with transaction.atomic():
+        if not Task.objects.filter(pk=task.pk, status=current).update(**changes):
+            actual = Task.objects.filter(pk=task.pk).values_list("status", flat=True).first()
+            raise InvalidTransition(
+                f"The task is {actual} now, not {current}; it cannot become {to}.", existing_id=task.pk
+            )
+        TaskEvent.objects.create(task_id=task.pk, from_status=current, to_status=to, actor=actor, reason=reason)
+        if to == S.COMPLETED and task.client_id:
+            Client.objects.filter(pk=task.client_id).update(
+                completed_tasks=F("completed_tasks") + 1, spent_cents=F("spent_cents") + task.price_cents
+            )
+        if to == S.PAID:
+            transaction.on_commit(lambda: _hand_to_pipeline(task.pk))
+    for name, value in changes.items():
+        setattr(task, name, value)
+    logger.info("task_transition", task_id=task.pk, from_status=current, to_status=to, actor=actor)
+    return task
+
+
+def _hand_to_pipeline(task_id: int) -> None:
+    from agency.tasks import task_work
+
+    task_work.delay(task_id)
+
+
+def client_for_email(*, email: str, name: str = "") -> Client:
+    """The client with this e-mail address (any case), created on first sight."""
+    existing = Client.objects.filter(email__iexact=email).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            return Client.objects.create(email=email, name=name)
+    except IntegrityError:  # created concurrently: the constraint is the guarantee
+        return Client.objects.get(email__iexact=email)
+
+
+@dataclass(frozen=True)
+class TaskOrder:
+    """What a client or integration asks for."""
+
+    domain: Domain
+    title: str
+    description: str
+    complexity: str
+    urgency: str
+    client_email: str
+    client_name: str = ""
+    upload: ValidatedUpload | None = None
+
+
+def task_create(*, order: TaskOrder, payment: str, actor: str) -> Task:
+    """Create a priced task in `pending` (with its creation event); prepaid tasks become `paid` at once.
+
+    The price is the quote for this client at this moment: the discount quoted
+    is the discount charged.
+    """
+    if payment not in (Task.Payment.PREPAID, Task.Payment.STRIPE):
+        raise ValueError(f"Unknown payment mode {payment!r}")
+    quote = pricing.quote(
+        domain=order.domain, complexity=order.complexity, urgency=order.urgency, client_email=order.client_email
+    )
+    with transaction.atomic():
+        task = Task(
+            client=client_for_email(email=order.client_email, name=order.client_name),
+            domain=order.domain,
+            title=order.title,
+            description=order.description,
+            complexity=order.complexity,
+            urgency=order.urgency,
+            base_price_cents=quote.base_price_cents,
+            discount_cents=quote.discount_cents,
+            price_cents=quote.price_cents,
+            currency=quote.currency,
+            is_high_value=quote.is_high_value,
+            payment=payment,
+        )
+        if order.upload is not None:
+            order.upload.attach_to(task)
+        task.save()
+        TaskEvent.objects.create(task=task, from_status="", to_status=task.status, actor=actor, reason="created")
+        if payment == Task.Payment.PREPAID:
+            task_transition(task=task, to=S.PAID, actor=actor, reason="prepaid by a trusted integration")
+    return task
+
+
+def task_cancel(*, task: Task, actor: str, reason: str = "") -> Task:
+    return task_transition(task=task, to=S.CANCELLED, actor=actor, reason=reason or "cancelled")
