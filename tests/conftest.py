@@ -44,6 +44,13 @@ def fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Uploaded inputs and deliverables go to a fresh folder per test, never the project's media/."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
 @pytest.fixture
 def log_lines(capsys):
     """Parsed JSON log lines written to stderr so far (call it to read)."""

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from agency.models import ApiKey
+from agency.models import ApiKey, Task
 from tests.conftest import client_with_key
 
 pytestmark = pytest.mark.django_db
@@ -53,8 +53,9 @@ def test_it_runs_each_command_under_a_trace_of_its_own(log_lines):
     assert all(len(line["trace_id"]) == 32 for line in started)
 
 
-def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings):
+def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings, tmp_path):
     settings.DEBUG = True  # pytest-django runs tests with DEBUG off; the demo is for development
+    settings.MEDIA_ROOT = tmp_path
     first = _run("demo", "--no-serve")
     second = _run("demo", "--no-serve")
     for output in (first, second):
@@ -65,6 +66,11 @@ def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings):
     assert user.is_staff and user.check_password(password)
     assert get_user_model().objects.count() == 1
     assert ApiKey.objects.filter(name="demo integration").count() == 1
+    demo_tasks = Task.objects.filter(client__email="demo-client@agency.local")
+    assert demo_tasks.count() == 3  # seeded once, not again on the second run
+    assert set(demo_tasks.values_list("status", flat=True)) == {"paid"}
+    assert all(t.input_sha256 and t.input_size for t in demo_tasks)
+    assert "Tasks:     3 paid" in second
     raw = first.split("API key:   ")[1].split()[0]
     assert client_with_key(raw).get("/api/v1/keys").status_code == 200
 

@@ -3,9 +3,11 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db.models import Count
 
-from agency.models import ApiKey
+from agency.models import ApiKey, Task
 from agency.services.api_keys import api_key_create
+from agency.services.demo import demo_tasks_seed
 from tracing.commands import TracedCommand
 from tracing.context import current_trace_id
 
@@ -34,6 +36,8 @@ class Command(TracedCommand):
         call_command("migrate", interactive=False, verbosity=0)
         password = self._operator()
         key_line = self._demo_key()
+        seeded = demo_tasks_seed()
+        self.stdout.write(f"   {len(seeded)} demo task(s) created (prepaid, with sample inputs).")
         self.stdout.write("3. Running one agency cycle…")
         call_command("run_agency", stdout=self.stdout, stderr=self.stderr)
         self._summary(password, key_line, addrport)
@@ -65,4 +69,6 @@ class Command(TracedCommand):
         self.stdout.write(f"  Login:     {OPERATOR_USERNAME} / {password}")
         self.stdout.write(f"  API key:   {key_line}")
         self.stdout.write(f"  API docs:  http://{addrport}/api/v1/docs/")
+        by_status = Task.objects.values_list("status").annotate(n=Count("id")).order_by("status")
+        self.stdout.write("  Tasks:     " + (", ".join(f"{n} {status}" for status, n in by_status) or "none"))
         self.stdout.write(f"  Trace:     {current_trace_id()} (paste into the admin's trace search)")
