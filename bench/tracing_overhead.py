@@ -155,7 +155,9 @@ def main() -> None:
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--path", default="/api/v1/keys?page_size=20", help="The API read to measure.")
     parser.add_argument("--instructions", action="store_true", help="Also count instructions under valgrind.")
-    parser.add_argument("--variants", default="off,on,on+otlp,stock", help="Comma-separated subset to run.")
+    parser.add_argument(
+        "--variants", default="off,on,on+otlp,stock,off-again", help="Comma-separated subset to run (off always runs)."
+    )
     parser.add_argument("--in-process", type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.in_process is not None:
@@ -176,6 +178,8 @@ def main() -> None:
         "on": {**env, "TRACING_ENABLED": "true"},
         "on+otlp": {**env, "TRACING_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url},
         "stock": {**env, "TRACING_ENABLED": "true", "OTEL_DJANGO_INSTRUMENTATION": "stock"},
+        # A second, identical baseline: how far apart two equal servers land is the noise floor.
+        "off-again": {**env, "TRACING_ENABLED": "false"},
     }
     chosen = args.variants.split(",")
     variants = {name: variants[name] for name in ["off", *chosen] if name in variants}  # "off" is the baseline
@@ -254,6 +258,11 @@ def count_instructions(variants: dict, path: str, key: str, n: int = 100) -> Non
 
     print()
     print(f"Instructions per request (valgrind, in-process, {n} requests), slow: a few minutes")
+    for env in variants.values():  # compile every .pyc first, or the first run would pay for it
+        subprocess.run(
+            [sys.executable, __file__, "--path", path, "--in-process", "0"],
+            cwd=ROOT, env={**env, "BENCH_KEY": key}, check=True, capture_output=True,
+        )  # fmt: skip
     per_request = {name: (instructions(env, n) - instructions(env, 0)) / n for name, env in variants.items()}
     base = per_request["off"]
     for name, count in per_request.items():
