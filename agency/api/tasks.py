@@ -1,6 +1,7 @@
 """Quote and task endpoints (SPEC §4, §9): thin adapters over pricing and the task services."""
 
 import django_filters
+import structlog
 from django.conf import settings
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -14,8 +15,17 @@ from agency import pricing
 from agency.api.auth import ReadScope, WriteScope, principal_of
 from agency.api.idempotency import idempotent
 from agency.models import Domain, Task
+from agency.services.payments import (
+    InvalidSignature,
+    PaymentProviderUnavailable,
+    PaymentsNotConfigured,
+    stripe_event_process,
+    webhook_verify,
+)
 from agency.services.tasks import TaskOrder, task_cancel, task_create
 from agency.services.uploads import UploadRejected, UploadTooLarge, upload_from_text, upload_validate
+
+logger = structlog.get_logger(__name__)
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -28,6 +38,12 @@ class PaymentsUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "Card payments are not configured here; integrations with a write key can use payment=prepaid."
     default_code = "payments_unavailable"
+
+
+class PaymentProviderDown(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The payment provider cannot be reached; no task was created. Try again shortly."
+    default_code = "payment_provider_unavailable"
 
 
 def actor_of(request: Request) -> str:
@@ -154,8 +170,6 @@ class TaskListCreateApi(ListAPIView):
         data = params.validated_data
         if data["payment"] == Task.Payment.PREPAID and not WriteScope().has_permission(request, self):
             raise exceptions.PermissionDenied("payment=prepaid needs an API key with the 'write' scope.")
-        if data["payment"] == Task.Payment.STRIPE:
-            raise PaymentsUnavailable()
         order = TaskOrder(
             domain=_domain(data["domain"]),
             title=data["title"],
@@ -166,8 +180,16 @@ class TaskListCreateApi(ListAPIView):
             client_name=data["client_name"],
             upload=_upload(data),
         )
-        task = task_create(order=order, payment=data["payment"], actor=actor_of(request))
-        return Response(TaskCreatedOut(task).data, status=status.HTTP_201_CREATED)
+        try:
+            task, checkout_url = task_create(order=order, payment=data["payment"], actor=actor_of(request))
+        except PaymentsNotConfigured:
+            raise PaymentsUnavailable() from None
+        except PaymentProviderUnavailable:
+            raise PaymentProviderDown() from None
+        body = TaskCreatedOut(task).data
+        if checkout_url:
+            body["checkout_url"] = checkout_url
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 def _upload(data: dict):
@@ -212,3 +234,21 @@ class TaskCancelApi(APIView):
                 raise exceptions.NotFound()
             task_cancel(task=task, actor=actor_of(request), reason=params.validated_data["reason"])
         return Response(TaskOut(task).data)
+
+
+class StripeWebhookApi(APIView):
+    """Stripe's webhook: signed events that pay, or expire, a task's Checkout Session."""
+
+    authentication_classes = []
+    permission_classes = []
+    throttle_classes = []
+
+    @extend_schema(request=None, responses={200: dict}, auth=[])
+    def post(self, request: Request) -> Response:
+        try:
+            event = webhook_verify(payload=request.body, signature=request.headers.get("Stripe-Signature", ""))
+        except InvalidSignature as exc:
+            logger.warning("stripe_webhook_refused", reason=str(exc))
+            raise exceptions.ValidationError({"signature": [str(exc)]}, code="invalid_signature") from None
+        record = stripe_event_process(event=event)
+        return Response({"received": True, "outcome": record.outcome})

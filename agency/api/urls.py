@@ -16,4 +16,5 @@ urlpatterns = [
     path("tasks", tasks.TaskListCreateApi.as_view(), name="task-list"),
     path("tasks/<int:pk>", tasks.TaskDetailApi.as_view(), name="task-detail"),
     path("tasks/<int:pk>/cancel", tasks.TaskCancelApi.as_view(), name="task-cancel"),
+    path("webhooks/stripe", tasks.StripeWebhookApi.as_view(), name="stripe-webhook"),
 ]

@@ -34,5 +34,6 @@ def demo_tasks_seed() -> list[Task]:
                 client_name="Demo Client",
                 upload=upload,
             )
-            created.append(task_create(order=order, payment=Task.Payment.PREPAID, actor="demo"))
+            task, _ = task_create(order=order, payment=Task.Payment.PREPAID, actor="demo")
+            created.append(task)
     return created

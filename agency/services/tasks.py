@@ -100,11 +100,13 @@ class TaskOrder:
     upload: ValidatedUpload | None = None
 
 
-def task_create(*, order: TaskOrder, payment: str, actor: str) -> Task:
-    """Create a priced task in `pending` (with its creation event); prepaid tasks become `paid` at once.
+def task_create(*, order: TaskOrder, payment: str, actor: str) -> tuple[Task, str | None]:
+    """Create a priced task in `pending` (with its creation event). Returns it and, for
+    `stripe`, the Checkout URL to pay at; prepaid tasks become `paid` at once.
 
     The price is the quote for this client at this moment: the discount quoted
-    is the discount charged.
+    is the discount charged. The Checkout Session is opened inside the
+    transaction, so when Stripe fails nothing is kept: no orphan pending task.
     """
     if payment not in (Task.Payment.PREPAID, Task.Payment.STRIPE):
         raise ValueError(f"Unknown payment mode {payment!r}")
@@ -132,7 +134,10 @@ def task_create(*, order: TaskOrder, payment: str, actor: str) -> Task:
         TaskEvent.objects.create(task=task, from_status="", to_status=task.status, actor=actor, reason="created")
         if payment == Task.Payment.PREPAID:
             task_transition(task=task, to=S.PAID, actor=actor, reason="prepaid by a trusted integration")
-    return task
+            return task, None
+        from agency.services.payments import checkout_start
+
+        return task, checkout_start(task=task)
 
 
 def task_cancel(*, task: Task, actor: str, reason: str = "") -> Task:

@@ -1,0 +1,171 @@
+"""Stripe: Checkout Sessions for new tasks, and the webhook events that pay or expire them.
+
+Every event id is stored once (a unique constraint), in the same transaction
+as the change it causes, so replays and parallel copies of one event change
+a task at most once. A task only moves forward: an event that arrives after
+the task has moved on is recorded and ignored.
+"""
+
+import time
+
+import stripe
+import structlog
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from agency.models import StripeEvent, Task
+from agency.services.tasks import task_transition
+
+logger = structlog.get_logger(__name__)
+
+Outcome = StripeEvent.Outcome
+PAID_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
+EXPIRED_EVENT = "checkout.session.expired"
+
+
+class PaymentsNotConfigured(Exception):
+    """No Stripe key is set."""
+
+
+class PaymentProviderUnavailable(Exception):
+    """Stripe could not be reached or refused the request."""
+
+
+class InvalidSignature(Exception):
+    """The webhook body is not signed by any of our secrets (or too old)."""
+
+
+def stripe_client() -> stripe.StripeClient:
+    if not settings.STRIPE_SECRET_KEY:
+        raise PaymentsNotConfigured("STRIPE_SECRET_KEY is not set")
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY,
+        base_addresses={"api": settings.STRIPE_API_BASE},
+        # httpx, so the call carries the trace (traceparent) like every other outbound call.
+        http_client=stripe.HTTPXClient(timeout=settings.STRIPE_TIMEOUT_SECONDS, allow_sync_methods=True),
+        max_network_retries=1,
+    )
+
+
+def checkout_start(*, task: Task) -> str:
+    """Open a Checkout Session for a pending task and remember its id; returns the URL to pay at."""
+    client = stripe_client()
+    params = {
+        "mode": "payment",
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": task.currency.lower(),
+                    "unit_amount": task.price_cents,
+                    "product_data": {"name": task.title[:250]},
+                },
+            }
+        ],
+        "client_reference_id": str(task.pk),
+        "metadata": {"task_id": str(task.pk)},
+        "customer_email": task.client.email if task.client_id else None,
+        "success_url": settings.STRIPE_SUCCESS_URL,
+        "cancel_url": settings.STRIPE_CANCEL_URL,
+    }
+    try:
+        session = client.v1.checkout.sessions.create(
+            params={k: v for k, v in params.items() if v is not None},
+            options={"idempotency_key": f"agency-task-{task.pk}-checkout"},
+        )
+    except stripe.StripeError as exc:
+        logger.error("stripe_checkout_failed", task_id=task.pk, error=f"{type(exc).__name__}: {exc}")
+        raise PaymentProviderUnavailable(str(exc)) from exc
+    Task.objects.filter(pk=task.pk).update(stripe_session_id=session.id)
+    task.stripe_session_id = session.id
+    return session.url
+
+
+def webhook_verify(*, payload: bytes, signature: str) -> dict:
+    """The event, if `signature` is valid for `payload` under any configured secret."""
+    for secret in settings.STRIPE_WEBHOOK_SECRETS:
+        try:
+            event = stripe.Webhook.construct_event(
+                payload, signature, secret, tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
+            )
+        except stripe.SignatureVerificationError:
+            continue
+        except ValueError as exc:  # not JSON
+            raise InvalidSignature(f"Malformed payload: {exc}") from None
+        _refuse_future_timestamp(signature)
+        return event.to_dict()
+    raise InvalidSignature("No valid signature for this payload.")
+
+
+def _refuse_future_timestamp(signature: str) -> None:
+    """Stripe's check only refuses old signatures; one dated beyond the tolerance ahead is as suspect."""
+    stamps = [part[2:] for part in signature.split(",") if part.startswith("t=")]
+    if not stamps or not stamps[0].isdigit():
+        raise InvalidSignature("The signature has no timestamp.")
+    if int(stamps[0]) > time.time() + settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS:
+        raise InvalidSignature("The signature's timestamp is in the future.")
+
+
+def stripe_event_process(*, event: dict) -> StripeEvent:
+    """Record `event` once and apply it; a replay returns the stored record and changes nothing."""
+    session = event.get("data", {}).get("object", {})
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record = StripeEvent.objects.create(
+                    event_id=event["id"], type=event.get("type", ""), payload=event, outcome=Outcome.IGNORED
+                )
+        except IntegrityError:
+            return StripeEvent.objects.get(event_id=event["id"])
+        task = _task_of(session)
+        outcome, detail = _apply(event.get("type", ""), session, task)
+        StripeEvent.objects.filter(pk=record.pk).update(outcome=outcome, detail=detail, task=task)
+    record.outcome, record.detail, record.task = outcome, detail, task
+    logger.info(
+        "stripe_event", event_id=event["id"], type=record.type, outcome=outcome, task_id=getattr(task, "pk", None)
+    )
+    return record
+
+
+def _task_of(session: dict) -> Task | None:
+    task_id = (session.get("metadata") or {}).get("task_id") or session.get("client_reference_id")
+    if not str(task_id or "").isdigit():
+        return None
+    return Task.objects.select_for_update().filter(pk=int(task_id)).first()
+
+
+def _apply(event_type: str, session: dict, task: Task | None) -> tuple[str, str]:
+    if event_type not in PAID_EVENTS and event_type != EXPIRED_EVENT:
+        return Outcome.IGNORED, f"{event_type} is not handled"
+    if task is None:
+        return Outcome.FLAGGED, "no task matches this session"
+    if task.stripe_session_id and session.get("id") != task.stripe_session_id:
+        return _flag(task, f"session {session.get('id')} is not the task's session {task.stripe_session_id}")
+    if event_type == EXPIRED_EVENT:
+        if task.status != Task.Status.PENDING:
+            return Outcome.IGNORED, f"expired, but the task is already {task.status}"
+        task_transition(task=task, to=Task.Status.CANCELLED, actor="stripe", reason="checkout session expired")
+        return Outcome.PROCESSED, "checkout expired: task cancelled"
+    if task.status != Task.Status.PENDING:
+        return Outcome.IGNORED, f"the task is already {task.status}"
+    problem = _payment_problem(session, task)
+    if problem:
+        return _flag(task, problem)
+    task_transition(task=task, to=Task.Status.PAID, actor="stripe", reason=f"{event_type} {session.get('id')}")
+    return Outcome.PROCESSED, "paid"
+
+
+def _payment_problem(session: dict, task: Task) -> str:
+    if session.get("payment_status") != "paid":
+        return f"payment_status is {session.get('payment_status')!r}, not 'paid'"
+    amount, currency = session.get("amount_total"), str(session.get("currency") or "").upper()
+    if amount != task.price_cents or currency != task.currency:
+        return f"paid {amount} {currency}, but the task costs {task.price_cents} {task.currency}"
+    return ""
+
+
+def _flag(task: Task, problem: str) -> tuple[str, str]:
+    """Leave the task as it is and ask a person to look."""
+    Task.objects.filter(pk=task.pk).update(needs_operator=True, operator_note=f"Stripe: {problem}")
+    logger.warning("stripe_payment_flagged", task_id=task.pk, problem=problem)
+    return Outcome.FLAGGED, problem

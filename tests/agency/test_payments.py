@@ -1,0 +1,230 @@
+"""Stripe Checkout and the webhook (SPEC §4), against a local server speaking Stripe's format."""
+
+import json
+import threading
+import time
+
+import pytest
+from django.db import connection
+from django_celery_results.models import TaskResult
+
+from agency.models import ApiKey, StripeEvent, Task, TaskEvent
+from tests.agency.factories import TaskFactory
+from tests.agency.fake_stripe import FakeStripe, session_event, sign
+from tests.conftest import client_with_key
+
+SECRET, OLD_SECRET = "whsec_current", "whsec_previous"
+WEBHOOK = "/api/v1/webhooks/stripe"
+ORDER = {"domain": "legal", "title": "NDA", "client_email": "payer@example.com", "payment": "stripe"}
+
+
+@pytest.fixture
+def fake_stripe(settings):
+    server = FakeStripe()
+    settings.STRIPE_SECRET_KEY = "sk_test_local"
+    settings.STRIPE_API_BASE = server.url
+    settings.STRIPE_WEBHOOK_SECRETS = [SECRET, OLD_SECRET]
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def writer(issue_key):
+    return client_with_key(issue_key(ApiKey.Scope.WRITE))
+
+
+def _post_event(client, event: dict, secret: str = SECRET, timestamp: int | None = None, header: str | None = None):
+    payload = json.dumps(event).encode()
+    signature = sign(payload, secret, timestamp) if header is None else header
+    return client.post(WEBHOOK, payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature)
+
+
+def _work_enqueued(task) -> int:
+    return TaskResult.objects.filter(task_name="agency.task_work", task_args__contains=str(task.pk)).count()
+
+
+@pytest.mark.django_db
+def test_it_opens_a_checkout_session_for_a_stripe_task(writer, fake_stripe):
+    response = writer.post(
+        ORDER and "/api/v1/tasks", ORDER, format="json", HTTP_TRACEPARENT=f"00-{'a1' * 16}-{'b2' * 8}-01"
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    task = Task.objects.get(pk=body["id"])
+    assert (task.status, task.payment) == ("pending", "stripe")
+    assert body["checkout_url"].endswith(task.stripe_session_id)
+    [call] = fake_stripe.requests
+    assert call["path"] == "/v1/checkout/sessions"
+    assert call["form"]["line_items[0][price_data][unit_amount]"] == "26250"
+    assert call["form"]["line_items[0][price_data][currency]"] == "usd"
+    assert call["form"]["metadata[task_id]"] == str(task.pk)
+    assert call["headers"]["Idempotency-Key"] == f"agency-task-{task.pk}-checkout"
+    assert call["headers"]["traceparent"].startswith(f"00-{'a1' * 16}-")  # Stripe sees our trace
+    assert "sk_test_local" in call["headers"]["Authorization"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("outage", ["error", "unreachable"])
+def test_it_answers_503_and_keeps_no_task_when_stripe_is_down(writer, fake_stripe, settings, outage):
+    if outage == "error":
+        fake_stripe.fail_with = 500
+    else:
+        settings.STRIPE_API_BASE = "http://127.0.0.1:1"
+    response = writer.post("/api/v1/tasks", ORDER, format="json")
+    assert response.status_code == 503
+    assert response.json()["code"] == "payment_provider_unavailable"
+    assert not Task.objects.exists()
+    assert not TaskEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_answers_503_when_stripe_is_not_configured(writer, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    assert writer.post("/api/v1/tasks", ORDER, format="json").status_code == 503
+    assert not Task.objects.exists()
+
+
+@pytest.fixture
+def pending(db):
+    return TaskFactory(status="pending", payment="stripe", stripe_session_id="cs_test_abc", price_cents=26250)
+
+
+@pytest.mark.django_db
+def test_it_marks_a_task_paid_once_and_hands_it_to_the_pipeline(
+    client, fake_stripe, pending, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _post_event(client, session_event("checkout.session.completed", task=pending))
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "processed"
+    pending.refresh_from_db()
+    assert pending.status == "paid"
+    assert _work_enqueued(pending) == 1
+    assert TaskEvent.objects.get(task=pending).actor == "stripe"
+
+
+@pytest.mark.django_db
+def test_it_accepts_the_previous_secret_while_rotating(client, fake_stripe, pending):
+    response = _post_event(client, session_event("checkout.session.async_payment_succeeded", task=pending), OLD_SECRET)
+    assert response.status_code == 200
+    pending.refresh_from_db()
+    assert pending.status == "paid"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "header",
+    ["", "t=1,v1=deadbeef", "garbage", f"t={int(time.time())},v1=" + "0" * 64, "v1=abc"],
+    ids=["missing", "wrong", "malformed", "zeros", "no-timestamp"],
+)
+def test_it_refuses_a_bad_signature_with_400(client, fake_stripe, pending, header):
+    response = _post_event(client, session_event("checkout.session.completed", task=pending), header=header)
+    assert response.status_code == 400
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+    assert not StripeEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_signature_signed_with_an_unknown_secret(client, fake_stripe, pending):
+    assert (
+        _post_event(client, session_event("checkout.session.completed", task=pending), "whsec_other").status_code == 400
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("age", [301, -301])
+def test_it_refuses_a_timestamp_outside_300_seconds(client, fake_stripe, pending, age):
+    event = session_event("checkout.session.completed", task=pending)
+    assert _post_event(client, event, timestamp=int(time.time()) - age).status_code == 400
+    assert _post_event(client, event, timestamp=int(time.time()) - 290).status_code == 200
+
+
+@pytest.mark.django_db
+def test_it_answers_a_replay_with_200_and_changes_nothing(client, fake_stripe, pending):
+    event = session_event("checkout.session.completed", task=pending)
+    assert _post_event(client, event).status_code == 200
+    assert _post_event(client, event).status_code == 200
+    assert StripeEvent.objects.count() == 1
+    assert TaskEvent.objects.filter(task=pending).count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"payment_status": "unpaid"}, "payment_status"),
+        ({"amount": 100}, "paid 100 USD"),
+        ({"currency": "eur"}, "EUR"),
+    ],
+)
+def test_it_flags_an_unpaid_or_mismatched_payment_for_an_operator(client, fake_stripe, pending, changes, problem):
+    response = _post_event(client, session_event("checkout.session.completed", task=pending, **changes))
+    assert response.json()["outcome"] == "flagged"
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+    assert pending.needs_operator
+    assert problem in pending.operator_note
+
+
+@pytest.mark.django_db
+def test_it_cancels_an_expired_checkout_only_from_pending(client, fake_stripe, pending):
+    paid = TaskFactory(status="paid", payment="stripe", stripe_session_id="cs_test_paid")
+    assert _post_event(client, session_event("checkout.session.expired", task=pending)).json()["outcome"] == "processed"
+    assert _post_event(client, session_event("checkout.session.expired", task=paid)).json()["outcome"] == "ignored"
+    pending.refresh_from_db()
+    paid.refresh_from_db()
+    assert (pending.status, paid.status) == ("cancelled", "paid")
+
+
+@pytest.mark.django_db
+def test_it_ignores_a_late_completed_event_for_a_completed_task(client, fake_stripe):
+    done = TaskFactory(status="completed", payment="stripe", stripe_session_id="cs_test_done")
+    response = _post_event(client, session_event("checkout.session.completed", task=done))
+    assert response.json()["outcome"] == "ignored"
+    done.refresh_from_db()
+    assert done.status == "completed"
+    assert not TaskEvent.objects.filter(task=done).exists()
+
+
+@pytest.mark.django_db
+def test_it_flags_an_event_for_another_session(client, fake_stripe, pending):
+    response = _post_event(
+        client, session_event("checkout.session.completed", task=pending, session_id="cs_test_other")
+    )
+    assert response.json()["outcome"] == "flagged"
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_it_processes_ten_parallel_copies_of_one_event_once(fake_stripe):
+    from django.test import Client
+
+    task = TaskFactory(status="pending", payment="stripe", stripe_session_id="cs_test_race", price_cents=26250)
+    payload = json.dumps(session_event("checkout.session.completed", task=task)).encode()
+    barrier = threading.Barrier(10)
+    statuses = []
+
+    def deliver():
+        try:
+            barrier.wait()
+            response = Client().post(
+                WEBHOOK, payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(payload, SECRET)
+            )
+            statuses.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert statuses == [200] * 10
+    assert StripeEvent.objects.count() == 1
+    assert list(TaskEvent.objects.filter(task=task).values_list("to_status", flat=True)) == ["paid"]
+    assert _work_enqueued(task) == 1
+    task.refresh_from_db()
+    assert task.status == "paid"
