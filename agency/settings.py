@@ -284,6 +284,16 @@ HIGH_VALUE_THRESHOLD_CENTS = env_int("HIGH_VALUE_THRESHOLD_CENTS", 20000, minimu
 # Largest task input accepted (bytes); larger answers 413.
 TASK_INPUT_MAX_BYTES = env_int("TASK_INPUT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 
+# --- Delivery links (SPEC §4) ------------------------------------------------------
+
+# Where clients reach this deployment (links in e-mails).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+DELIVERY_LINK_TTL_DAYS = env_int("DELIVERY_LINK_TTL_DAYS", 7, minimum=1)
+DELIVERY_MAX_DOWNLOADS = env_int("DELIVERY_MAX_DOWNLOADS", 5, minimum=1)
+DELIVERY_MAX_FAILURES_PER_IP = env_int("DELIVERY_MAX_FAILURES_PER_IP", 10, minimum=1)
+DELIVERY_MAX_FAILURES_PER_TASK = env_int("DELIVERY_MAX_FAILURES_PER_TASK", 20, minimum=1)
+DELIVERY_FAILURE_WINDOW_SECONDS = env_int("DELIVERY_FAILURE_WINDOW_SECONDS", 900, minimum=1)
+
 # --- Stripe (SPEC §4) -------------------------------------------------------------
 
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")

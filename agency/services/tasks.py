@@ -56,16 +56,25 @@ def task_transition(*, task: Task, to: str, actor: str, reason: str = "", **fiel
                 f"The task is {actual} now, not {current}; it cannot become {to}.", existing_id=task.pk
             )
         TaskEvent.objects.create(task_id=task.pk, from_status=current, to_status=to, actor=actor, reason=reason)
-        if to == S.COMPLETED and task.client_id:
-            Client.objects.filter(pk=task.client_id).update(
-                completed_tasks=F("completed_tasks") + 1, spent_cents=F("spent_cents") + task.price_cents
-            )
-        if to == S.PAID:
+        for name, value in changes.items():
+            setattr(task, name, value)
+        if to == S.COMPLETED:
+            _on_completed(task)
+        elif to == S.PAID:
             transaction.on_commit(lambda: _hand_to_pipeline(task.pk))
-    for name, value in changes.items():
-        setattr(task, name, value)
     logger.info("task_transition", task_id=task.pk, from_status=current, to_status=to, actor=actor)
     return task
+
+
+def _on_completed(task: Task) -> None:
+    """In the completing transaction: the client's counters and delivery link (e-mailed after commit)."""
+    from agency.services.delivery import delivery_link_issue
+
+    if task.client_id:
+        Client.objects.filter(pk=task.client_id).update(
+            completed_tasks=F("completed_tasks") + 1, spent_cents=F("spent_cents") + task.price_cents
+        )
+    delivery_link_issue(task=task)
 
 
 def _hand_to_pipeline(task_id: int) -> None:

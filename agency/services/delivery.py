@@ -1,0 +1,144 @@
+"""Deliverables and the client's delivery link (SPEC §4).
+
+A link is a random token shown once (in the e-mail to the client); only its
+SHA-256 is stored. It is valid `DELIVERY_LINK_TTL_DAYS` from completion for
+`DELIVERY_MAX_DOWNLOADS` file downloads, counted with a compare-and-set so
+concurrent downloads never pass the limit. Failed attempts are counted per
+address and per task in the shared cache; past the limit both are refused
+for a while, before any token is even looked at.
+"""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.core.cache import cache
+from django.core.files.base import ContentFile
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
+
+from agency.models import Deliverable, DeliveryLink, Task
+
+logger = structlog.get_logger(__name__)
+
+
+class DeliveryRefused(Exception):
+    """The link cannot be used (unknown, expired, revoked or used up)."""
+
+
+class DeliveryThrottled(Exception):
+    def __init__(self, retry_after: int):
+        super().__init__("Too many failed attempts.")
+        self.retry_after = retry_after
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def deliverable_add(*, task: Task, name: str, content: bytes, content_type: str) -> Deliverable:
+    deliverable = Deliverable(
+        task=task,
+        name=name,
+        content_type=content_type,
+        size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+    )
+    deliverable.file.save(name, ContentFile(content), save=False)
+    deliverable.save()
+    return deliverable
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    link: DeliveryLink
+    token: str
+
+    @property
+    def path(self) -> str:
+        return reverse("delivery-page", args=[self.link.task_id, self.token])
+
+
+def delivery_link_issue(*, task: Task, notify: bool = True) -> IssuedLink:
+    """A new link for a completed task; the client is e-mailed the URL once the transaction commits."""
+    if task.status != Task.Status.COMPLETED:
+        raise DeliveryRefused(f"Task #{task.pk} is {task.status}, not completed.")
+    token = secrets.token_urlsafe(32)
+    completed_at = task.completed_at or timezone.now()
+    link = DeliveryLink.objects.create(
+        task=task,
+        token_hash=token_digest(token),
+        expires_at=completed_at + timedelta(days=settings.DELIVERY_LINK_TTL_DAYS),
+        max_downloads=settings.DELIVERY_MAX_DOWNLOADS,
+    )
+    issued = IssuedLink(link=link, token=token)
+    if notify and task.client_id:
+        email, title, url = task.client.email, task.title, settings.PUBLIC_BASE_URL.rstrip("/") + issued.path
+        transaction.on_commit(lambda: _send_link(email, title, url))
+    return issued
+
+
+def _send_link(email: str, title: str, url: str) -> None:
+    send_mail(
+        subject=f"Your delivery is ready: {title}",
+        message=(
+            f"The work on '{title}' is complete.\n\nDownload it here: {url}\n\n"
+            f"The link works for {settings.DELIVERY_LINK_TTL_DAYS} days and "
+            f"{settings.DELIVERY_MAX_DOWNLOADS} downloads."
+        ),
+        from_email=None,
+        recipient_list=[email],
+    )
+
+
+def _failure_keys(task_id: int, ip: str) -> tuple[str, str]:
+    return f"delivery:fail:task:{task_id}", f"delivery:fail:ip:{ip}"
+
+
+def delivery_throttle_check(*, task_id: int, ip: str) -> None:
+    """Refuse early when this task or this address has failed too often lately."""
+    task_key, ip_key = _failure_keys(task_id, ip)
+    if (cache.get(task_key) or 0) >= settings.DELIVERY_MAX_FAILURES_PER_TASK or (
+        cache.get(ip_key) or 0
+    ) >= settings.DELIVERY_MAX_FAILURES_PER_IP:
+        raise DeliveryThrottled(retry_after=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
+
+
+def delivery_failure_record(*, task_id: int, ip: str) -> None:
+    for key in _failure_keys(task_id, ip):
+        # add() then incr(): atomic in a shared cache, and the window starts at the first failure.
+        cache.add(key, 0, timeout=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
+
+
+def delivery_link_open(*, task_id: int, token: str) -> DeliveryLink:
+    """The usable link for this task and token, or `DeliveryRefused`."""
+    link = (
+        DeliveryLink.objects.select_related("task")
+        .filter(task_id=task_id, token_hash=token_digest(token), revoked_at__isnull=True)
+        .first()
+    )
+    if link is None or link.expires_at <= timezone.now():
+        raise DeliveryRefused("This delivery link is unknown or has expired.")
+    if link.downloads >= link.max_downloads:
+        raise DeliveryRefused("This delivery link has been used up.")
+    return link
+
+
+def delivery_download_count(*, link: DeliveryLink) -> None:
+    """Count one download, or refuse if the limit or the expiry was reached meanwhile."""
+    counted = DeliveryLink.objects.filter(
+        pk=link.pk, downloads__lt=F("max_downloads"), expires_at__gt=timezone.now(), revoked_at__isnull=True
+    ).update(downloads=F("downloads") + 1)
+    if not counted:
+        raise DeliveryRefused("This delivery link has been used up.")
+    logger.info("delivery_download", task_id=link.task_id, link_id=link.pk)

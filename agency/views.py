@@ -1,0 +1,78 @@
+"""The client's delivery page and downloads (HTML, no login: the link's token is the key)."""
+
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from agency.models import Deliverable
+from agency.services.delivery import (
+    DeliveryRefused,
+    DeliveryThrottled,
+    delivery_download_count,
+    delivery_failure_record,
+    delivery_link_open,
+    delivery_throttle_check,
+)
+
+# Tokens travel in the URL: never let them leak through Referer, caches or frames.
+_PRIVATE_HEADERS = {
+    "Cache-Control": "no-store, private",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'"
+_FILE_CSP = "default-src 'none'; sandbox"
+
+
+def _private(response: HttpResponse, csp: str) -> HttpResponse:
+    for name, value in _PRIVATE_HEADERS.items():
+        response.headers[name] = value
+    response.headers["Content-Security-Policy"] = csp
+    return response
+
+
+def _refusal(request: HttpRequest, task_id: int, exc: Exception) -> HttpResponse:
+    if isinstance(exc, DeliveryThrottled):
+        response = render(request, "delivery/refused.html", {"throttled": True}, status=429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+    else:
+        delivery_failure_record(task_id=task_id, ip=request.META.get("REMOTE_ADDR", ""))
+        # One answer for unknown, expired and used-up links: nothing to learn by probing.
+        response = render(request, "delivery/refused.html", {"throttled": False}, status=404)
+    return _private(response, _PAGE_CSP)
+
+
+@require_GET
+def delivery_page(request: HttpRequest, task_id: int, token: str) -> HttpResponse:
+    try:
+        delivery_throttle_check(task_id=task_id, ip=request.META.get("REMOTE_ADDR", ""))
+        link = delivery_link_open(task_id=task_id, token=token)
+    except (DeliveryRefused, DeliveryThrottled) as exc:
+        return _refusal(request, task_id, exc)
+    context = {
+        "task": link.task,
+        "link": link,
+        "token": token,
+        "deliverables": Deliverable.objects.filter(task_id=task_id).order_by("created_at", "id"),
+        "remaining": link.max_downloads - link.downloads,
+    }
+    return _private(render(request, "delivery/page.html", context), _PAGE_CSP)
+
+
+@require_GET
+def delivery_download(request: HttpRequest, task_id: int, token: str, deliverable_id: int) -> HttpResponse:
+    try:
+        delivery_throttle_check(task_id=task_id, ip=request.META.get("REMOTE_ADDR", ""))
+        link = delivery_link_open(task_id=task_id, token=token)
+        deliverable = Deliverable.objects.filter(pk=deliverable_id, task_id=task_id).first()
+        if deliverable is None:
+            raise DeliveryRefused("No such file in this delivery.")
+        delivery_download_count(link=link)
+    except (DeliveryRefused, DeliveryThrottled) as exc:
+        return _refusal(request, task_id, exc)
+    response = FileResponse(deliverable.file.open("rb"), as_attachment=True, filename=deliverable.name)
+    response.headers["Content-Type"] = deliverable.content_type
+    response.headers["Digest"] = f"sha-256={deliverable.sha256}"
+    return _private(response, _FILE_CSP)

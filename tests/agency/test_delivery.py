@@ -1,0 +1,146 @@
+"""Deliverables and the client's delivery link (SPEC §4)."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from agency.models import DeliveryLink
+from agency.services.delivery import deliverable_add, delivery_link_issue
+from agency.services.tasks import task_transition
+from tests.agency.factories import TaskFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _completed_with_file(**task_fields):
+    task = TaskFactory(status="reviewing", **task_fields)
+    deliverable_add(task=task, name="report.csv", content=b"month,total\njan,10\n", content_type="text/csv")
+    task_transition(task=task, to="completed", actor="test")
+    return task
+
+
+def _link(task):
+    return delivery_link_issue(task=task, notify=False)
+
+
+def test_it_emails_the_client_a_working_link_when_the_task_completes(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        task = _completed_with_file()
+    [message] = mail.outbox
+    assert message.to == [task.client.email]
+    url = next(word for word in message.body.split() if "/deliver/" in word)
+    path = url.split("8000", 1)[1]
+    page = Client().get(path)
+    assert page.status_code == 200
+    assert b"report.csv" in page.content
+    assert DeliveryLink.objects.get(task=task).token_hash not in message.body
+
+
+def test_it_serves_downloads_up_to_the_limit_then_refuses(settings):
+    settings.DELIVERY_MAX_DOWNLOADS = 3
+    task = _completed_with_file()
+    issued = _link(task)
+    file_id = task.deliverables.get().pk
+    url = f"{issued.path}{file_id}"
+    answers = [Client().get(url) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 404]
+    assert b"".join(answers[0].streaming_content) == b"month,total\njan,10\n"
+    assert DeliveryLink.objects.get(pk=issued.link.pk).downloads == 3
+    assert Client().get(issued.path).status_code == 404  # the page says the link is used up too
+
+
+def test_it_sends_files_with_protective_headers():
+    task = _completed_with_file()
+    issued = _link(task)
+    response = Client().get(f"{issued.path}{task.deliverables.get().pk}")
+    assert response.headers["Content-Disposition"] == 'attachment; filename="report.csv"'
+    assert response.headers["Cache-Control"] == "no-store, private"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in response.headers["Content-Security-Policy"]
+    page = Client().get(issued.path)
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+
+
+def test_it_refuses_an_expired_link():
+    task = _completed_with_file()
+    issued = _link(task)
+    DeliveryLink.objects.filter(pk=issued.link.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert Client().get(issued.path).status_code == 404
+    assert Client().get(f"{issued.path}{task.deliverables.get().pk}").status_code == 404
+
+
+def test_it_makes_the_link_valid_seven_days_from_completion():
+    task = _completed_with_file()
+    link = DeliveryLink.objects.get(task=task)
+    assert link.expires_at == task.completed_at + timedelta(days=7)
+
+
+def test_it_refuses_a_link_for_a_task_that_is_not_completed():
+    with pytest.raises(Exception, match="not completed"):
+        delivery_link_issue(task=TaskFactory(status="paid"))
+
+
+def test_it_throttles_failed_attempts_per_address(settings):
+    settings.DELIVERY_MAX_FAILURES_PER_IP = 3
+    task = _completed_with_file()
+    issued = _link(task)
+    attacker = Client(REMOTE_ADDR="203.0.113.9")
+    codes = [attacker.get(f"/deliver/{task.pk}/wrong-{i}/").status_code for i in range(4)]
+    assert codes == [404, 404, 404, 429]
+    throttled = attacker.get(issued.path)  # even the right token, from that address, waits
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) > 0
+    assert Client(REMOTE_ADDR="198.51.100.1").get(issued.path).status_code == 200
+
+
+def test_it_throttles_failed_attempts_per_task_across_addresses(settings):
+    settings.DELIVERY_MAX_FAILURES_PER_TASK = 3
+    settings.DELIVERY_MAX_FAILURES_PER_IP = 100
+    task = _completed_with_file()
+    other = _completed_with_file()
+    for i in range(3):
+        Client(REMOTE_ADDR=f"203.0.113.{i}").get(f"/deliver/{task.pk}/guess-{i}/")
+    assert Client(REMOTE_ADDR="198.51.100.7").get(_link(task).path).status_code == 429
+    assert Client(REMOTE_ADDR="198.51.100.7").get(_link(other).path).status_code == 200
+
+
+def test_it_never_shows_the_token_in_the_api_or_admin(operator_client, admin_client):
+    task = _completed_with_file()
+    issued = _link(task)
+    assert issued.token not in operator_client.get(f"/api/v1/tasks/{task.pk}").content.decode()
+    assert issued.token not in operator_client.get("/api/v1/tasks").content.decode()
+    page = admin_client.get(f"/admin/agency/deliverylink/{issued.link.pk}/change/").content.decode()
+    assert issued.token not in page and issued.link.token_hash not in page
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_it_respects_the_download_limit_exactly_under_concurrency(settings):
+    settings.DELIVERY_MAX_DOWNLOADS = 5
+    task = _completed_with_file()
+    issued = _link(task)
+    url = f"{issued.path}{task.deliverables.get().pk}"
+    barrier = threading.Barrier(12)
+    codes = []
+
+    def download(n):
+        try:
+            barrier.wait()
+            codes.append(Client(REMOTE_ADDR=f"198.51.100.{n}").get(url).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=download, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(codes) == [200] * 5 + [404] * 7
+    assert DeliveryLink.objects.get(pk=issued.link.pk).downloads == 5
