@@ -1,0 +1,73 @@
+"""The operator back office for tasks, payments and keys (SPEC §9)."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agency.models import StripeEvent, Task, TaskEvent
+from tests.agency.factories import TaskFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELISTS = [
+    "/admin/agency/task/",
+    "/admin/agency/client/",
+    "/admin/agency/domain/",
+    "/admin/agency/stripeevent/",
+    "/admin/agency/deliverylink/",
+    "/admin/agency/apikey/",
+    "/admin/agency/idempotencyrecord/",
+]
+
+
+def _queries(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured)
+
+
+@pytest.mark.parametrize("url", CHANGELISTS)
+def test_it_renders_each_changelist_with_a_query_count_that_does_not_grow_with_rows(admin_client, url):
+    TaskFactory.create_batch(3)
+    few = _queries(admin_client, url)
+    TaskFactory.create_batch(40)
+    for task in Task.objects.all()[:20]:
+        StripeEvent.objects.create(event_id=f"evt_{task.pk}", type="t", task=task, outcome="ignored", payload={})
+    assert _queries(admin_client, url) == few
+
+
+def test_it_marks_pending_tasks_paid_through_the_state_machine(admin_client):
+    pending, started = TaskFactory(status="pending"), TaskFactory(status="processing")
+    response = admin_client.post(
+        "/admin/agency/task/",
+        {"action": "mark_paid", "_selected_action": [pending.pk, started.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    pending.refresh_from_db()
+    started.refresh_from_db()
+    assert (pending.status, started.status) == ("paid", "processing")
+    event = TaskEvent.objects.get(task=pending)
+    assert event.actor.startswith("admin:user:") and event.to_status == "paid"
+    assert b"Refused" in response.content  # the processing task was refused, and said so
+
+
+def test_it_cancels_through_the_state_machine(admin_client):
+    task = TaskFactory(status="paid")
+    admin_client.post("/admin/agency/task/", {"action": "cancel", "_selected_action": [task.pk]})
+    task.refresh_from_db()
+    assert task.status == "cancelled"
+
+
+def test_it_does_not_let_an_operator_edit_a_status_by_hand(admin_client):
+    task = TaskFactory(status="pending")
+    page = admin_client.get(f"/admin/agency/task/{task.pk}/change/").content.decode()
+    assert 'name="status"' not in page
+    admin_client.post(
+        f"/admin/agency/task/{task.pk}/change/",
+        {"title": "Renamed", "description": "", "operator_note": "", "status": "completed",
+         "events-TOTAL_FORMS": 0, "events-INITIAL_FORMS": 0, "deliverables-TOTAL_FORMS": 0,
+         "deliverables-INITIAL_FORMS": 0},
+    )  # fmt: skip
+    task.refresh_from_db()
+    assert task.title == "Renamed" and task.status == "pending"
