@@ -1,11 +1,9 @@
 """Deliverables and the client's delivery link (SPEC §4)."""
 
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -13,6 +11,7 @@ from agency.models import DeliveryLink
 from agency.services.delivery import deliverable_add, delivery_link_issue
 from agency.services.tasks import task_transition
 from tests.agency.factories import TaskFactory
+from tests.concurrency import run_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -127,20 +126,6 @@ def test_it_respects_the_download_limit_exactly_under_concurrency(settings):
     task = _completed_with_file()
     issued = _link(task)
     url = f"{issued.path}{task.deliverables.get().pk}"
-    barrier = threading.Barrier(12)
-    codes = []
-
-    def download(n):
-        try:
-            barrier.wait()
-            codes.append(Client(REMOTE_ADDR=f"198.51.100.{n}").get(url).status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=download, args=(n,)) for n in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    codes = run_at_once(12, lambda n: Client(REMOTE_ADDR=f"198.51.100.{n}").get(url).status_code)
     assert sorted(codes) == [200] * 5 + [404] * 7
     assert DeliveryLink.objects.get(pk=issued.link.pk).downloads == 5

@@ -1,14 +1,13 @@
 """`Idempotency-Key` on creating POSTs (SPEC §9), through `POST /api/v1/cycles`."""
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from agency.api.idempotency import idempotency_claim
 from agency.models import ApiKey, IdempotencyRecord
+from tests.concurrency import run_at_once
 from tests.conftest import client_with_key
 
 URL = "/api/v1/cycles"
@@ -87,24 +86,12 @@ def test_it_forgets_answers_past_their_replay_window(operator_client, settings):
 @pytest.mark.django_db(transaction=True)
 def test_it_creates_once_when_the_same_key_arrives_concurrently(issue_key):
     raw = issue_key(ApiKey.Scope.OPERATOR)
-    barrier = threading.Barrier(8)
-    answers = []
 
-    def send():
-        try:
-            client = client_with_key(raw)
-            barrier.wait()
-            response = client.post(URL, HTTP_IDEMPOTENCY_KEY="race")
-            answers.append((response.status_code, response.json()))
-        finally:
-            connection.close()
+    def send(_):
+        response = client_with_key(raw).post(URL, HTTP_IDEMPOTENCY_KEY="race")
+        return response.status_code, response.json()
 
-    threads = [threading.Thread(target=send) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-
+    answers = run_at_once(8, send)
     assert len(answers) == 8
     created = {body["task_id"] for status, body in answers if status == 202}
     assert len(created) == 1  # replays carry the same task id

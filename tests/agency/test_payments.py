@@ -1,16 +1,15 @@
 """Stripe Checkout and the webhook (SPEC §4), against a local server speaking Stripe's format."""
 
 import json
-import threading
 import time
 
 import pytest
-from django.db import connection
 from django_celery_results.models import TaskResult
 
 from agency.models import ApiKey, StripeEvent, Task, TaskEvent
 from tests.agency.factories import TaskFactory
 from tests.agency.fake_stripe import FakeStripe, session_event, sign
+from tests.concurrency import run_at_once
 from tests.conftest import client_with_key
 
 SECRET, OLD_SECRET = "whsec_current", "whsec_previous"
@@ -204,24 +203,12 @@ def test_it_processes_ten_parallel_copies_of_one_event_once(fake_stripe):
 
     task = TaskFactory(status="pending", payment="stripe", stripe_session_id="cs_test_race", price_cents=26250)
     payload = json.dumps(session_event("checkout.session.completed", task=task)).encode()
-    barrier = threading.Barrier(10)
-    statuses = []
 
-    def deliver():
-        try:
-            barrier.wait()
-            response = Client().post(
-                WEBHOOK, payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(payload, SECRET)
-            )
-            statuses.append(response.status_code)
-        finally:
-            connection.close()
+    def deliver(_):
+        signature = sign(payload, SECRET)
+        return Client().post(WEBHOOK, payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature)
 
-    threads = [threading.Thread(target=deliver) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    statuses = [response.status_code for response in run_at_once(10, deliver)]
     assert statuses == [200] * 10
     assert StripeEvent.objects.count() == 1
     assert list(TaskEvent.objects.filter(task=task).values_list("to_status", flat=True)) == ["paid"]

@@ -1,14 +1,13 @@
 """The task state machine (SPEC §4): every ordered pair of statuses against the spec's table."""
 
-import threading
 from itertools import product
 
 import pytest
-from django.db import connection
 
 from agency.models import Task, TaskEvent
 from agency.services.tasks import InvalidTransition, task_transition
 from tests.agency.factories import TaskFactory
+from tests.concurrency import run_at_once
 from tracing.context import current_trace_id, trace_started
 
 # Written from SPEC §4, not imported from the code under test.
@@ -69,27 +68,17 @@ def test_it_stamps_paid_and_completed_times_and_counts_the_clients_completed_wor
 
 
 def _race(task_id: int, targets: tuple[str, str]) -> list[tuple[str, str]]:
-    """Both threads load the task, wait for each other, then try their transition."""
-    barrier = threading.Barrier(len(targets))
-    outcomes = []
+    """Both threads load the task, then try their transition at the same moment."""
+    loaded = [Task.objects.get(pk=task_id) for _ in targets]
 
-    def move(to):
+    def move(i):
         try:
-            loaded = Task.objects.get(pk=task_id)
-            barrier.wait()
-            task_transition(task=loaded, to=to, actor=to)
-            outcomes.append(("won", to))
+            task_transition(task=loaded[i], to=targets[i], actor=targets[i])
+            return ("won", targets[i])
         except InvalidTransition:
-            outcomes.append(("lost", to))
-        finally:
-            connection.close()
+            return ("lost", targets[i])
 
-    threads = [threading.Thread(target=move, args=(to,)) for to in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return outcomes
+    return run_at_once(len(targets), move)
 
 
 @pytest.mark.postgres
