@@ -190,3 +190,13 @@ def test_it_creates_once_for_a_repeated_idempotency_key(writer):
     second = writer.post(URL, ORDER, format="json", HTTP_IDEMPOTENCY_KEY="order-1")
     assert first.json()["id"] == second.json()["id"]
     assert Task.objects.count() == 1
+
+
+def test_it_keeps_one_client_per_email_whatever_the_case():
+    from django.db import IntegrityError, transaction
+
+    from agency.models import Client
+
+    Client.objects.create(email="Same@Example.com")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Client.objects.create(email="same@example.COM")
