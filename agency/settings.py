@@ -315,7 +315,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # Results go to the database in eager mode too, so the embedded default shows them.
 CELERY_TASK_STORE_EAGER_RESULT = True
 if CELERY_TASK_ALWAYS_EAGER:
-    CELERY_BROKER_URL = "memory://"
+    CELERY_BROKER_URL = "memory://localhost/"
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_ACKS_LATE = True

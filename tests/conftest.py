@@ -19,7 +19,7 @@ def pytest_collection_modifyitems(config, items):
     from django.conf import settings
 
     on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-    skip_markers = ("backend_independent",) if on_postgres else ("postgres", "celery_worker")
+    skip_markers = ("single_pass",) if on_postgres else ("postgres", "celery_worker")
     kept, dropped = [], []
     for item in items:
         (dropped if any(item.get_closest_marker(m) for m in skip_markers) else kept).append(item)

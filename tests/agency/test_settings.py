@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = pytest.mark.single_pass
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tests.tracing.http_server import RecordingServer
 
-pytestmark = pytest.mark.backend_independent
+pytestmark = pytest.mark.single_pass
 ROOT = Path(__file__).resolve().parents[2]
 
 
