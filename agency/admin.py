@@ -13,6 +13,7 @@ from agency.models import (
     TaskEvent,
 )
 from agency.services.api_keys import api_key_create, api_key_revoke
+from agency.services.delivery import DeliveryRefused, delivery_link_issue
 from agency.services.tasks import task_cancel, task_transition
 
 
@@ -82,8 +83,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ChangedFieldsOnlyAdmin(admin.ModelAdmin):
+    """Saves only what the operator changed: a full save would write back every column as it was
+    loaded (status, counters) and undo whatever services did meanwhile."""
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=[f for f in form.changed_data if f in {x.name for x in obj._meta.fields}])
+        else:
+            super().save_model(request, obj, form, change)
+
+
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(ChangedFieldsOnlyAdmin):
     list_display = ["email", "name", "completed_tasks", "spent_cents", "created_at"]
     search_fields = ["email", "name"]
     readonly_fields = ["completed_tasks", "spent_cents", "created_at", "trace_id"]
@@ -119,7 +131,7 @@ class DeliverableInline(admin.TabularInline):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(ChangedFieldsOnlyAdmin):
     list_display = ["id", "title", "domain", "client", "status", "price_cents", "is_high_value", "created_at"]
     list_filter = ["status", "domain", "payment", "is_high_value", "needs_operator"]
     search_fields = ["title", "client__email"]
@@ -133,10 +145,21 @@ class TaskAdmin(admin.ModelAdmin):
     ]  # fmt: skip
     fields = ["title", "description", "needs_operator", "operator_note", *readonly_fields]
     inlines = [TaskEventInline, DeliverableInline]
-    actions = ["mark_paid", "cancel"]
+    actions = ["mark_paid", "cancel", "new_delivery_link"]
 
     def has_add_permission(self, request):
         return False  # tasks come from the API, marketplaces and commands, priced by the service
+
+    @admin.action(description="E-mail the client a new delivery link (completed tasks)")
+    def new_delivery_link(self, request, queryset):
+        sent = 0
+        for task in queryset.select_related("client"):
+            try:
+                delivery_link_issue(task=task)
+                sent += 1
+            except DeliveryRefused as exc:
+                self.message_user(request, f"#{task.pk}: {exc}", level=messages.WARNING)
+        self.message_user(request, f"{sent} new delivery link(s) e-mailed.")
 
     @admin.action(description="Mark selected pending tasks as paid")
     def mark_paid(self, request, queryset):

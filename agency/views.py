@@ -34,11 +34,15 @@ def _private(response: HttpResponse, csp: str) -> HttpResponse:
 
 
 def _refusal(request: HttpRequest, task_id: int, exc: Exception) -> HttpResponse:
+    if isinstance(exc, DeliveryRefused):
+        try:
+            delivery_failure_record(task_id=task_id, ip=request.META.get("REMOTE_ADDR", ""))
+        except DeliveryThrottled as throttled:
+            exc = throttled
     if isinstance(exc, DeliveryThrottled):
         response = render(request, "delivery/refused.html", {"throttled": True}, status=429)
         response.headers["Retry-After"] = str(exc.retry_after)
     else:
-        delivery_failure_record(task_id=task_id, ip=request.META.get("REMOTE_ADDR", ""))
         # One answer for unknown, expired and used-up links: nothing to learn by probing.
         response = render(request, "delivery/refused.html", {"throttled": False}, status=404)
     return _private(response, _PAGE_CSP)
@@ -47,7 +51,7 @@ def _refusal(request: HttpRequest, task_id: int, exc: Exception) -> HttpResponse
 @require_GET
 def delivery_page(request: HttpRequest, task_id: int, token: str) -> HttpResponse:
     try:
-        delivery_throttle_check(task_id=task_id, ip=request.META.get("REMOTE_ADDR", ""))
+        delivery_throttle_check(ip=request.META.get("REMOTE_ADDR", ""))
         link = delivery_link_open(task_id=task_id, token=token)
     except (DeliveryRefused, DeliveryThrottled) as exc:
         return _refusal(request, task_id, exc)
@@ -64,7 +68,7 @@ def delivery_page(request: HttpRequest, task_id: int, token: str) -> HttpRespons
 @require_GET
 def delivery_download(request: HttpRequest, task_id: int, token: str, deliverable_id: int) -> HttpResponse:
     try:
-        delivery_throttle_check(task_id=task_id, ip=request.META.get("REMOTE_ADDR", ""))
+        delivery_throttle_check(ip=request.META.get("REMOTE_ADDR", ""))
         link = delivery_link_open(task_id=task_id, token=token)
         deliverable = Deliverable.objects.filter(pk=deliverable_id, task_id=task_id).first()
         if deliverable is None:

@@ -46,9 +46,11 @@ def fresh_cache():
 
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
-    """Uploaded inputs and deliverables go to a fresh folder per test, never the project's media/."""
+    """Uploaded inputs and deliverables go to a fresh folder per test, never the project's folders."""
     settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
+    private = {**settings.STORAGES["private"], "OPTIONS": {"location": str(tmp_path / "private"), "base_url": None}}
+    settings.STORAGES = {**settings.STORAGES, "private": private}
+    return tmp_path
 
 
 @pytest.fixture

@@ -21,6 +21,9 @@ from tracing.context import current_trace_id
 logger = structlog.get_logger(__name__)
 _propagator = TraceContextTextMapPropagator()
 
+# URLs whose last parts are secrets (delivery tokens): logged and traced without them.
+SECRET_PATH_PREFIXES = ("/deliver/",)
+
 # Exceptions Django already turns into the right 4xx answer.
 _HANDLED_BY_DJANGO = (Http404, PermissionDenied, SuspiciousOperation, BadRequest)
 
@@ -61,7 +64,8 @@ class RequestTraceMiddleware:
         request_id = self._request_id(request)
         log_context = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            logger.debug("request_started", request=f"{request.method} {request.path}")
+            shown = f"{request.method} {_loggable_path(request.path)}"
+            logger.debug("request_started", request=shown)
             response = self.get_response(request)
             _propagator.inject(response.headers)
             response.headers["X-Request-ID"] = request_id
@@ -73,7 +77,7 @@ class RequestTraceMiddleware:
             logger.log(
                 _level_for(response.status_code),
                 "request_finished",
-                request=f"{request.method} {request.path}",
+                request=shown,
                 code=response.status_code,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 **extra,
@@ -95,6 +99,13 @@ class RequestTraceMiddleware:
         return os.urandom(16).hex()  # as random as a UUID4, without building one
 
 
+def _loggable_path(path: str) -> str:
+    for prefix in SECRET_PATH_PREFIXES:
+        if path.startswith(prefix):
+            return prefix + "…"
+    return path
+
+
 def _level_for(status: int) -> int:
     if status >= 500:
         return logging.ERROR
@@ -105,7 +116,11 @@ def _level_for(status: int) -> int:
 
 def _describe(span: trace.Span, request: HttpRequest, response: HttpResponse) -> None:
     """The attributes OpenTelemetry's WSGI/Django instrumentation would set."""
-    span.set_attributes(collect_request_attributes(request.META))
+    attributes = collect_request_attributes(request.META)
+    for key in ("http.target", "http.url", "url.path", "url.full"):
+        if key in attributes:
+            attributes[key] = _loggable_path(str(attributes[key]))
+    span.set_attributes(attributes)
     route = getattr(request.resolver_match, "route", None)
     if route:
         span.update_name(f"{request.method} {route}")

@@ -148,10 +148,22 @@ class TaskFilter(django_filters.FilterSet):
 
 
 class TaskListCreateApi(ListAPIView):
-    """List tasks (read scope); create one (`prepaid` needs the write scope)."""
+    """List tasks (read scope); create one (write scope)."""
 
     serializer_class = TaskOut
     filterset_class = TaskFilter
+
+    def get_permissions(self):
+        return [WriteScope()] if self.request.method == "POST" else [ReadScope()]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # Before anything reads the body (the Idempotency-Key fingerprint would):
+        # a body that cannot be accepted is refused unread.
+        if request.method == "POST" and int(request.META.get("CONTENT_LENGTH") or 0) > (
+            settings.TASK_INPUT_MAX_BYTES + 1024 * 1024
+        ):
+            raise PayloadTooLarge()
 
     def get_queryset(self):
         return Task.objects.select_related("domain", "client").order_by("-created_at", "-id")
@@ -163,13 +175,9 @@ class TaskListCreateApi(ListAPIView):
     )
     @idempotent
     def post(self, request: Request) -> Response:
-        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.TASK_INPUT_MAX_BYTES + 1024 * 1024:
-            raise PayloadTooLarge()  # refuse before reading a body that cannot be accepted
         params = TaskIn(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        if data["payment"] == Task.Payment.PREPAID and not WriteScope().has_permission(request, self):
-            raise exceptions.PermissionDenied("payment=prepaid needs an API key with the 'write' scope.")
         order = TaskOrder(
             domain=_domain(data["domain"]),
             title=data["title"],

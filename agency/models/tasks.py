@@ -1,5 +1,9 @@
 """Clients, domains and the tasks they pay for (SPEC §4)."""
 
+import os
+import uuid
+
+from django.core.files.storage import storages
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower
@@ -9,6 +13,28 @@ from tracing.models import TraceStamped
 
 def _known(field: str, choices: type[models.TextChoices]) -> Q:
     return Q(**{f"{field}__in": choices.values})
+
+
+# Amounts are integer cents: only currencies with two decimal places (not JPY, not KWD).
+TWO_DECIMAL_CURRENCIES = ["USD", "EUR", "GBP", "CAD", "AUD", "NZD", "CHF", "SEK", "NOK", "DKK", "PLN", "SGD"]
+
+
+def private_storage():
+    """Client inputs and deliverables: never under MEDIA_URL; reachable only through our views."""
+    return storages["private"]
+
+
+def _random_name(folder: str, filename: str) -> str:
+    """Unguessable stored names; the original name is kept in its own column."""
+    return f"{folder}/{uuid.uuid4().hex}{os.path.splitext(filename)[1].lower()}"
+
+
+def input_upload_to(instance, filename: str) -> str:
+    return _random_name("inputs", filename)
+
+
+def deliverable_upload_to(instance, filename: str) -> str:
+    return _random_name("deliverables", filename)
 
 
 class Client(TraceStamped):
@@ -43,7 +69,9 @@ class Domain(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["slug"], name="agency_domain_unique_slug"),
             models.CheckConstraint(condition=Q(base_rate_cents__gt=0), name="agency_domain_positive_rate"),
-            models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="agency_domain_iso_currency"),
+            models.CheckConstraint(
+                condition=Q(currency__in=TWO_DECIMAL_CURRENCIES), name="agency_domain_two_decimal_currency"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -102,7 +130,7 @@ class Task(TraceStamped):
     complexity = models.CharField(max_length=10, choices=Complexity.choices, default=Complexity.MEDIUM)
     urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.STANDARD)
 
-    input_file = models.FileField(upload_to="inputs/%Y/%m/", blank=True)
+    input_file = models.FileField(upload_to=input_upload_to, storage=private_storage, blank=True)
     input_name = models.CharField(max_length=255, blank=True)
     input_content_type = models.CharField(max_length=100, blank=True)
     input_size = models.PositiveBigIntegerField(null=True, blank=True)
@@ -118,6 +146,8 @@ class Task(TraceStamped):
     payment = models.CharField(max_length=20, choices=Payment.choices)
     # NULL, not "", until a Checkout Session exists: NULLs never collide in the unique constraint.
     stripe_session_id = models.CharField(max_length=255, null=True, blank=True, editable=False)  # noqa: DJ001
+    # Sent to Stripe as the Idempotency-Key of the checkout: unique across databases and resets.
+    checkout_key = models.UUIDField(default=uuid.uuid4, editable=False)
     needs_operator = models.BooleanField(default=False, help_text="Flagged for a person (e.g. a payment mismatch).")
     operator_note = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -145,6 +175,9 @@ class Task(TraceStamped):
                 name="agency_task_price_is_base_minus_discount",
             ),
             models.UniqueConstraint(fields=["stripe_session_id"], name="agency_task_unique_stripe_session"),
+            models.CheckConstraint(
+                condition=Q(currency__in=TWO_DECIMAL_CURRENCIES), name="agency_task_two_decimal_currency"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -181,7 +214,7 @@ class Deliverable(TraceStamped):
     """A file the agency produced for a task."""
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="deliverables")
-    file = models.FileField(upload_to="deliverables/%Y/%m/")
+    file = models.FileField(upload_to=deliverable_upload_to, storage=private_storage)
     name = models.CharField(max_length=255)
     content_type = models.CharField(max_length=100)
     size = models.PositiveBigIntegerField()

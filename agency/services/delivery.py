@@ -3,12 +3,15 @@
 A link is a random token shown once (in the e-mail to the client); only its
 SHA-256 is stored. It is valid `DELIVERY_LINK_TTL_DAYS` from completion for
 `DELIVERY_MAX_DOWNLOADS` file downloads, counted with a compare-and-set so
-concurrent downloads never pass the limit. Failed attempts are counted per
-address and per task in the shared cache; past the limit both are refused
-for a while, before any token is even looked at.
+concurrent downloads never pass the limit. Failed attempts are counted in
+the shared cache per client address (an IPv6 /64 counts as one) and per
+task: an address past its limit is refused before any token is looked at; a
+task past its limit answers wrong tokens with 429, so guessing gets nowhere,
+while its client's real link keeps working.
 """
 
 import hashlib
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -80,7 +83,9 @@ def delivery_link_issue(*, task: Task, notify: bool = True) -> IssuedLink:
     issued = IssuedLink(link=link, token=token)
     if notify and task.client_id:
         email, title, url = task.client.email, task.title, settings.PUBLIC_BASE_URL.rstrip("/") + issued.path
-        transaction.on_commit(lambda: _send_link(email, title, url))
+        # robust: the completion is committed even if the mail server is down; an operator
+        # can issue a new link from the admin.
+        transaction.on_commit(lambda: _send_link(email, title, url), robust=True)
     return issued
 
 
@@ -97,27 +102,46 @@ def _send_link(email: str, title: str, url: str) -> None:
     )
 
 
-def _failure_keys(task_id: int, ip: str) -> tuple[str, str]:
-    return f"delivery:fail:task:{task_id}", f"delivery:fail:ip:{ip}"
+def client_bucket(ip: str) -> str:
+    """The address a failure is counted against: IPv6 clients by their /64, as they own all of it."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return "unknown"
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
-def delivery_throttle_check(*, task_id: int, ip: str) -> None:
-    """Refuse early when this task or this address has failed too often lately."""
-    task_key, ip_key = _failure_keys(task_id, ip)
-    if (cache.get(task_key) or 0) >= settings.DELIVERY_MAX_FAILURES_PER_TASK or (
-        cache.get(ip_key) or 0
-    ) >= settings.DELIVERY_MAX_FAILURES_PER_IP:
+def _counter(key: str) -> int:
+    return cache.get(key) or 0
+
+
+def _task_key(task_id: int) -> str:
+    return f"delivery:fail:task:{task_id}"
+
+
+def _ip_key(ip: str) -> str:
+    return f"delivery:fail:ip:{client_bucket(ip)}"
+
+
+def delivery_throttle_check(*, ip: str) -> None:
+    """Refuse early when this address has failed too often lately."""
+    if _counter(_ip_key(ip)) >= settings.DELIVERY_MAX_FAILURES_PER_IP:
         raise DeliveryThrottled(retry_after=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
 
 
 def delivery_failure_record(*, task_id: int, ip: str) -> None:
-    for key in _failure_keys(task_id, ip):
+    """Count a failed attempt; once a task has too many, wrong tokens for it answer 429 instead of 404."""
+    for key in (_task_key(task_id), _ip_key(ip)):
         # add() then incr(): atomic in a shared cache, and the window starts at the first failure.
         cache.add(key, 0, timeout=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
         try:
             cache.incr(key)
         except ValueError:  # expired between add and incr
             cache.set(key, 1, timeout=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
+    if _counter(_task_key(task_id)) > settings.DELIVERY_MAX_FAILURES_PER_TASK:
+        raise DeliveryThrottled(retry_after=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
 
 
 def delivery_link_open(*, task_id: int, token: str) -> DeliveryLink:

@@ -6,6 +6,7 @@ a task at most once. A task only moves forward: an event that arrives after
 the task has moved on is recorded and ignored.
 """
 
+import json
 import time
 
 import stripe
@@ -13,7 +14,7 @@ import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from agency.models import StripeEvent, Task
+from agency.models import StripeEvent, Task, TaskEvent
 from agency.services.tasks import task_transition
 
 logger = structlog.get_logger(__name__)
@@ -35,16 +36,23 @@ class InvalidSignature(Exception):
     """The webhook body is not signed by any of our secrets (or too old)."""
 
 
+_clients: dict[tuple, stripe.StripeClient] = {}
+
+
 def stripe_client() -> stripe.StripeClient:
+    """One client (and connection pool) per configuration, reused by every call in this process."""
     if not settings.STRIPE_SECRET_KEY:
         raise PaymentsNotConfigured("STRIPE_SECRET_KEY is not set")
-    return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY,
-        base_addresses={"api": settings.STRIPE_API_BASE},
-        # httpx, so the call carries the trace (traceparent) like every other outbound call.
-        http_client=stripe.HTTPXClient(timeout=settings.STRIPE_TIMEOUT_SECONDS, allow_sync_methods=True),
-        max_network_retries=1,
-    )
+    config = (settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT_SECONDS)
+    if config not in _clients:
+        _clients[config] = stripe.StripeClient(
+            settings.STRIPE_SECRET_KEY,
+            base_addresses={"api": settings.STRIPE_API_BASE},
+            # httpx, so the call carries the trace (traceparent) like every other outbound call.
+            http_client=stripe.HTTPXClient(timeout=settings.STRIPE_TIMEOUT_SECONDS, allow_sync_methods=True),
+            max_network_retries=1,
+        )
+    return _clients[config]
 
 
 def checkout_start(*, task: Task) -> str:
@@ -71,7 +79,7 @@ def checkout_start(*, task: Task) -> str:
     try:
         session = client.v1.checkout.sessions.create(
             params={k: v for k, v in params.items() if v is not None},
-            options={"idempotency_key": f"agency-task-{task.pk}-checkout"},
+            options={"idempotency_key": f"agency-checkout-{task.checkout_key}"},
         )
     except stripe.StripeError as exc:
         logger.error("stripe_checkout_failed", task_id=task.pk, error=f"{type(exc).__name__}: {exc}")
@@ -85,7 +93,7 @@ def webhook_verify(*, payload: bytes, signature: str) -> dict:
     """The event, if `signature` is valid for `payload` under any configured secret."""
     for secret in settings.STRIPE_WEBHOOK_SECRETS:
         try:
-            event = stripe.Webhook.construct_event(
+            stripe.Webhook.construct_event(
                 payload, signature, secret, tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
             )
         except stripe.SignatureVerificationError:
@@ -93,7 +101,9 @@ def webhook_verify(*, payload: bytes, signature: str) -> dict:
         except ValueError as exc:  # not JSON
             raise InvalidSignature(f"Malformed payload: {exc}") from None
         _refuse_future_timestamp(signature)
-        return event.to_dict()
+        # The verified body itself, as plain JSON: the library's objects turn some fields into
+        # Decimal, which a JSON column cannot store.
+        return json.loads(payload)
     raise InvalidSignature("No valid signature for this payload.")
 
 
@@ -146,7 +156,11 @@ def _apply(event_type: str, session: dict, task: Task | None) -> tuple[str, str]
             return Outcome.IGNORED, f"expired, but the task is already {task.status}"
         task_transition(task=task, to=Task.Status.CANCELLED, actor="stripe", reason="checkout session expired")
         return Outcome.PROCESSED, "checkout expired: task cancelled"
+    if task.status == Task.Status.CANCELLED:
+        return _flag(task, "paid after the task was cancelled: refund the client")
     if task.status != Task.Status.PENDING:
+        if not TaskEvent.objects.filter(task=task, to_status=Task.Status.PAID, actor="stripe").exists():
+            return _flag(task, f"paid through Stripe, but already {task.status} by other means: refund one payment")
         return Outcome.IGNORED, f"the task is already {task.status}"
     problem = _payment_problem(session, task)
     if problem:

@@ -4,12 +4,14 @@ from dataclasses import dataclass
 
 import structlog
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from agency import pricing
 from agency.errors import DomainError
 from agency.models import Client, Domain, Task, TaskEvent
+from agency.models.tasks import private_storage
 from agency.services.uploads import ValidatedUpload
 
 logger = structlog.get_logger(__name__)
@@ -41,6 +43,8 @@ def task_transition(*, task: Task, to: str, actor: str, reason: str = "", **fiel
     the same transaction. `fields` are other columns set by the same UPDATE.
     """
     current = task.status
+    if {"status", "paid_at", "completed_at"} & fields.keys():
+        raise ValueError("status and its timestamps are set by the transition itself")
     if to not in TRANSITIONS.get(current, frozenset()):
         raise InvalidTransition(f"A {current} task cannot become {to}.", existing_id=task.pk)
     now = timezone.now()
@@ -61,7 +65,9 @@ def task_transition(*, task: Task, to: str, actor: str, reason: str = "", **fiel
         if to == S.COMPLETED:
             _on_completed(task)
         elif to == S.PAID:
-            transaction.on_commit(lambda: _hand_to_pipeline(task.pk))
+            # robust: the payment is committed whatever happens to the broker; a paid task
+            # that was not handed over stays visible in `paid`.
+            transaction.on_commit(lambda: _hand_to_pipeline(task.pk), robust=True)
     logger.info("task_transition", task_id=task.pk, from_status=current, to_status=to, actor=actor)
     return task
 
@@ -85,14 +91,16 @@ def _hand_to_pipeline(task_id: int) -> None:
 
 def client_for_email(*, email: str, name: str = "") -> Client:
     """The client with this e-mail address (any case), created on first sight."""
-    existing = Client.objects.filter(email__iexact=email).first()
+    # Compared with Lower(), exactly as the unique constraint compares them.
+    same_email = Client.objects.annotate(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
+    existing = same_email.first()
     if existing is not None:
         return existing
     try:
         with transaction.atomic():
             return Client.objects.create(email=email, name=name)
     except IntegrityError:  # created concurrently: the constraint is the guarantee
-        return Client.objects.get(email__iexact=email)
+        return same_email.get()
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,16 @@ def task_create(*, order: TaskOrder, payment: str, actor: str) -> tuple[Task, st
     quote = pricing.quote(
         domain=order.domain, complexity=order.complexity, urgency=order.urgency, client_email=order.client_email
     )
+    try:
+        return _task_create(order=order, payment=payment, actor=actor, quote=quote)
+    except BaseException:
+        if order.upload is not None and order.upload.stored_name:
+            # The rows rolled back; the stored file must go too.
+            private_storage().delete(order.upload.stored_name)
+        raise
+
+
+def _task_create(*, order: TaskOrder, payment: str, actor: str, quote) -> tuple[Task, str | None]:
     with transaction.atomic():
         task = Task(
             client=client_for_email(email=order.client_email, name=order.client_name),

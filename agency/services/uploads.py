@@ -37,18 +37,20 @@ class UploadTooLarge(UploadRejected):
     status = 413
 
 
-@dataclass(frozen=True)
+@dataclass
 class ValidatedUpload:
     name: str
     content_type: str
     size: int
     sha256: str
     content: File
+    stored_name: str = ""  # set once the file is in storage, so a rollback can remove it
 
     def attach_to(self, task) -> None:
         """Store the file under the task (the caller saves the task)."""
         self.content.seek(0)
         task.input_file.save(self.name, self.content, save=False)
+        self.stored_name = task.input_file.name
         task.input_name = self.name
         task.input_content_type = self.content_type
         task.input_size = self.size

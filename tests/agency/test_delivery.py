@@ -103,11 +103,19 @@ def test_it_throttles_failed_attempts_per_task_across_addresses(settings):
     settings.DELIVERY_MAX_FAILURES_PER_TASK = 3
     settings.DELIVERY_MAX_FAILURES_PER_IP = 100
     task = _completed_with_file()
-    other = _completed_with_file()
-    for i in range(3):
-        Client(REMOTE_ADDR=f"203.0.113.{i}").get(f"/deliver/{task.pk}/guess-{i}/")
-    assert Client(REMOTE_ADDR="198.51.100.7").get(_link(task).path).status_code == 429
-    assert Client(REMOTE_ADDR="198.51.100.7").get(_link(other).path).status_code == 200
+    codes = [Client(REMOTE_ADDR=f"203.0.113.{i}").get(f"/deliver/{task.pk}/guess-{i}/").status_code for i in range(5)]
+    assert codes == [404, 404, 404, 429, 429]  # past the limit, guesses learn nothing
+    # The client's real link still works: a 256-bit token cannot be guessed, so it is not locked out.
+    assert Client(REMOTE_ADDR="198.51.100.7").get(_link(task).path).status_code == 200
+
+
+def test_it_counts_an_ipv6_client_by_its_64_prefix(settings):
+    settings.DELIVERY_MAX_FAILURES_PER_IP = 2
+    task = _completed_with_file()
+    for host in ("1", "2"):
+        Client(REMOTE_ADDR=f"2001:db8:0:1::{host}").get(f"/deliver/{task.pk}/wrong/")
+    assert Client(REMOTE_ADDR="2001:db8:0:1::99").get(_link(task).path).status_code == 429
+    assert Client(REMOTE_ADDR="2001:db8:0:2::1").get(_link(task).path).status_code == 200
 
 
 def test_it_never_shows_the_token_in_the_api_or_admin(operator_client, admin_client):

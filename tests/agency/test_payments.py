@@ -7,6 +7,7 @@ import pytest
 from django_celery_results.models import TaskResult
 
 from agency.models import ApiKey, StripeEvent, Task, TaskEvent
+from agency.services.tasks import task_transition
 from tests.agency.factories import TaskFactory
 from tests.agency.fake_stripe import FakeStripe, session_event, sign
 from tests.concurrency import run_at_once
@@ -57,7 +58,7 @@ def test_it_opens_a_checkout_session_for_a_stripe_task(writer, fake_stripe):
     assert call["form"]["line_items[0][price_data][unit_amount]"] == "26250"
     assert call["form"]["line_items[0][price_data][currency]"] == "usd"
     assert call["form"]["metadata[task_id]"] == str(task.pk)
-    assert call["headers"]["Idempotency-Key"] == f"agency-task-{task.pk}-checkout"
+    assert call["headers"]["Idempotency-Key"] == f"agency-checkout-{task.checkout_key}"
     assert call["headers"]["traceparent"].startswith(f"00-{'a1' * 16}-")  # Stripe sees our trace
     assert "sk_test_local" in call["headers"]["Authorization"]
 
@@ -177,13 +178,47 @@ def test_it_cancels_an_expired_checkout_only_from_pending(client, fake_stripe, p
 
 
 @pytest.mark.django_db
-def test_it_ignores_a_late_completed_event_for_a_completed_task(client, fake_stripe):
-    done = TaskFactory(status="completed", payment="stripe", stripe_session_id="cs_test_done")
-    response = _post_event(client, session_event("checkout.session.completed", task=done))
+def test_it_ignores_a_late_completed_event_for_a_completed_task(client, fake_stripe, pending):
+    _post_event(client, session_event("checkout.session.async_payment_succeeded", task=pending))
+    pending.refresh_from_db()
+    for step in ["planning", "processing", "reviewing", "completed"]:
+        task_transition(task=pending, to=step, actor="pipeline")
+    events_before = TaskEvent.objects.filter(task=pending).count()
+    response = _post_event(client, session_event("checkout.session.completed", task=pending))
     assert response.json()["outcome"] == "ignored"
-    done.refresh_from_db()
-    assert done.status == "completed"
-    assert not TaskEvent.objects.filter(task=done).exists()
+    pending.refresh_from_db()
+    assert pending.status == "completed" and not pending.needs_operator
+    assert TaskEvent.objects.filter(task=pending).count() == events_before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("before", ["cancelled", "paid by an operator"])
+def test_it_flags_a_payment_for_a_task_that_no_longer_waits_for_one(client, fake_stripe, pending, before):
+    if before == "cancelled":
+        task_transition(task=pending, to="cancelled", actor="api:key:1")
+    else:
+        task_transition(task=pending, to="paid", actor="admin:user:1")
+    response = _post_event(client, session_event("checkout.session.completed", task=pending))
+    assert response.json()["outcome"] == "flagged"
+    pending.refresh_from_db()
+    assert pending.needs_operator and "refund" in pending.operator_note
+
+
+@pytest.mark.django_db
+def test_it_stores_events_whose_numbers_the_stripe_library_reads_as_decimals(client, fake_stripe, pending):
+    event = session_event("checkout.session.completed", task=pending)
+    event["data"]["object"]["currency_conversion"] = {"fx_rate": "1.0835", "source_currency": "eur"}
+    assert _post_event(client, event).status_code == 200
+    assert StripeEvent.objects.get().payload["data"]["object"]["currency_conversion"]["fx_rate"] == "1.0835"
+
+
+@pytest.mark.django_db
+def test_it_removes_the_stored_input_when_stripe_fails(writer, fake_stripe, media_root):
+    fake_stripe.fail_with = 500
+    response = writer.post("/api/v1/tasks", {**ORDER, "input_csv": "a,b\n1,2\n"}, format="json")
+    assert response.status_code == 503
+    assert not Task.objects.exists()
+    assert not [p for p in media_root.rglob("*") if p.is_file()]
 
 
 @pytest.mark.django_db

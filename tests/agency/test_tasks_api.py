@@ -200,3 +200,32 @@ def test_it_keeps_one_client_per_email_whatever_the_case():
     Client.objects.create(email="Same@Example.com")
     with pytest.raises(IntegrityError), transaction.atomic():
         Client.objects.create(email="same@example.COM")
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind", "expected"),
+    [
+        ("../../etc/passwd.csv", "csv", "passwd.csv"),
+        ("..\\..\\windows\\evil.csv", "csv", "evil.csv"),
+        (".csv", "csv", "csv.csv"),  # a hidden-file name loses its dot
+        ("..", "csv", "input.csv"),
+        ("report; rm -rf.pdf", "pdf", "report_rm_-rf.pdf"),
+    ],
+)
+def test_it_turns_any_uploaded_name_into_a_plain_file_name(raw, kind, expected):
+    from agency.services.uploads import safe_filename
+
+    assert safe_filename(raw, kind) == expected
+
+
+@pytest.mark.parametrize("status", ["pending", "paid", "planning", "processing", "reviewing", "completed", "failed",
+                                    "cancelled", "escalated"])  # fmt: skip
+def test_it_cancels_only_tasks_that_have_not_started_and_answers_409_otherwise(writer, status):
+    task = TaskFactory(status=status)
+    response = writer.post(f"{URL}/{task.pk}/cancel")
+    task.refresh_from_db()
+    if status in ("pending", "paid"):
+        assert response.status_code == 200 and task.status == "cancelled"
+    else:
+        assert response.status_code == 409 and task.status == status
+        assert not TaskEvent.objects.filter(task=task).exists()
