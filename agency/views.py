@@ -1,5 +1,6 @@
 """The client's delivery page and downloads (HTML, no login: the link's token is the key)."""
 
+from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -26,6 +27,18 @@ _PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; 
 _FILE_CSP = "default-src 'none'; sandbox"
 
 
+def client_address(request: HttpRequest) -> str:
+    """The client's address: the socket peer, or the entry our own proxies appended to
+    X-Forwarded-For (`API_NUM_PROXIES` of them), never one a client could write itself."""
+    proxies = settings.REST_FRAMEWORK["NUM_PROXIES"]
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if proxies and forwarded:
+        addresses = [a.strip() for a in forwarded.split(",") if a.strip()]
+        if addresses:
+            return addresses[-min(proxies, len(addresses))]
+    return request.META.get("REMOTE_ADDR", "")
+
+
 def _private(response: HttpResponse, csp: str) -> HttpResponse:
     for name, value in _PRIVATE_HEADERS.items():
         response.headers[name] = value
@@ -36,7 +49,7 @@ def _private(response: HttpResponse, csp: str) -> HttpResponse:
 def _refusal(request: HttpRequest, task_id: int, exc: Exception) -> HttpResponse:
     if isinstance(exc, DeliveryRefused):
         try:
-            delivery_failure_record(task_id=task_id, ip=request.META.get("REMOTE_ADDR", ""))
+            delivery_failure_record(task_id=task_id, ip=client_address(request))
         except DeliveryThrottled as throttled:
             exc = throttled
     if isinstance(exc, DeliveryThrottled):
@@ -51,7 +64,7 @@ def _refusal(request: HttpRequest, task_id: int, exc: Exception) -> HttpResponse
 @require_GET
 def delivery_page(request: HttpRequest, task_id: int, token: str) -> HttpResponse:
     try:
-        delivery_throttle_check(ip=request.META.get("REMOTE_ADDR", ""))
+        delivery_throttle_check(ip=client_address(request))
         link = delivery_link_open(task_id=task_id, token=token)
     except (DeliveryRefused, DeliveryThrottled) as exc:
         return _refusal(request, task_id, exc)
@@ -68,7 +81,7 @@ def delivery_page(request: HttpRequest, task_id: int, token: str) -> HttpRespons
 @require_GET
 def delivery_download(request: HttpRequest, task_id: int, token: str, deliverable_id: int) -> HttpResponse:
     try:
-        delivery_throttle_check(ip=request.META.get("REMOTE_ADDR", ""))
+        delivery_throttle_check(ip=client_address(request))
         link = delivery_link_open(task_id=task_id, token=token)
         deliverable = Deliverable.objects.filter(pk=deliverable_id, task_id=task_id).first()
         if deliverable is None:

@@ -137,3 +137,16 @@ def test_it_respects_the_download_limit_exactly_under_concurrency(settings):
     codes = run_at_once(12, lambda n: Client(REMOTE_ADDR=f"198.51.100.{n}").get(url).status_code)
     assert sorted(codes) == [200] * 5 + [404] * 7
     assert DeliveryLink.objects.get(pk=issued.link.pk).downloads == 5
+
+
+def test_it_counts_failures_against_the_address_our_proxy_saw(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    settings.DELIVERY_MAX_FAILURES_PER_IP = 2
+    task = _completed_with_file()
+    proxy = "10.0.0.5"
+    for spoofed in ("1.1.1.1", "2.2.2.2"):  # the client writes what it likes in front; the proxy appends the truth
+        Client(REMOTE_ADDR=proxy).get(f"/deliver/{task.pk}/wrong/", HTTP_X_FORWARDED_FOR=f"{spoofed}, 203.0.113.50")
+    blocked = Client(REMOTE_ADDR=proxy).get(_link(task).path, HTTP_X_FORWARDED_FOR="9.9.9.9, 203.0.113.50")
+    assert blocked.status_code == 429
+    other = Client(REMOTE_ADDR=proxy).get(_link(task).path, HTTP_X_FORWARDED_FOR="203.0.113.51")
+    assert other.status_code == 200
