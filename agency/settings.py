@@ -292,6 +292,8 @@ if any(m <= 0 for m in [*PRICING_COMPLEXITY.values(), *PRICING_URGENCY.values()]
 if any(not 0 <= percent <= 100 or minimum < 1 for minimum, percent in PRICING_REPEAT_DISCOUNTS):
     raise ImproperlyConfigured("PRICING_REPEAT_DISCOUNTS needs tiers from 1 task up and percents within 0..100")
 HIGH_VALUE_THRESHOLD_CENTS = env_int("HIGH_VALUE_THRESHOLD_CENTS", 20000, minimum=1)
+# Attempts at a task before it is escalated (SPEC §5, §7).
+TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 3, minimum=1)
 # Largest task input accepted (bytes); larger answers 413.
 TASK_INPUT_MAX_BYTES = env_int("TASK_INPUT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 

@@ -1,0 +1,140 @@
+"""Opening, acknowledging and resolving escalations (SPEC §7).
+
+Each is one transaction: the escalation row, its timeline event and the
+task's status change are kept together or not at all.
+"""
+
+from dataclasses import dataclass
+
+import structlog
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agency.errors import DomainError
+from agency.models import Task
+from agency.services.tasks import TRANSITIONS, task_transition
+from escalations.models import Escalation, EscalationEvent
+from tracing.context import current_trace_id
+
+logger = structlog.get_logger(__name__)
+R = Escalation.Reason
+
+
+class EscalationConflict(DomainError):
+    code = "escalation_conflict"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a task whose attempt went wrong: escalate (with a reason), fail, or retry."""
+
+    action: str  # "escalate" | "fail" | "retry"
+    reason: str = ""
+
+
+def failure_decide(*, attempts: int, is_high_value: bool, errored: bool) -> Decision:
+    """The rules of SPEC §7 for a task whose attempt failed (error) or was rejected (no error).
+
+    Attempts exhausted → escalate. A high-value task with a failed attempt →
+    escalate at once. Otherwise an error fails the task, and a rejection
+    without error gets another attempt.
+    """
+    if attempts >= settings.TASK_MAX_ATTEMPTS:
+        return Decision("escalate", R.ATTEMPTS_EXHAUSTED)
+    if is_high_value and errored:
+        return Decision("escalate", R.HIGH_VALUE_FAILURE)
+    return Decision("fail") if errored else Decision("retry")
+
+
+def escalation_open(
+    *, task: Task, reason: str, actor: str, detail: str = "", context: dict | None = None
+) -> tuple[Escalation, bool]:
+    """Escalate `task` for `reason`; returns (escalation, created).
+
+    A task already escalated for this reason and not yet resolved gets that
+    escalation back (created=False), whoever asks and however many ask at once:
+    the unique (task, live_key) decides, not a read before the write.
+    """
+    if reason not in R.values:
+        raise ValueError(f"Unknown escalation reason {reason!r}")
+    with transaction.atomic():
+        episode = Escalation.objects.filter(task=task, reason=reason).count() + 1
+        try:
+            with transaction.atomic():
+                escalation = Escalation.objects.create(
+                    task=task,
+                    reason=reason,
+                    severity=Escalation.Severity.HIGH if task.is_high_value else Escalation.Severity.NORMAL,
+                    idempotency_key=f"{reason}:{episode}",
+                    live_key=reason,
+                    detail=detail,
+                    context={"attempts": task.attempts, "error": task.last_error, "trace_id": current_trace_id()}
+                    | (context or {}),
+                )
+        except IntegrityError:
+            return _live(task, reason), False
+        EscalationEvent.objects.create(escalation=escalation, kind="opened", actor=actor, detail=detail)
+        if Task.Status.ESCALATED in TRANSITIONS.get(task.status, frozenset()):
+            task_transition(task=task, to=Task.Status.ESCALATED, actor=actor, reason=f"escalated: {reason}")
+    logger.warning("escalation_opened", escalation_id=escalation.pk, task_id=task.pk, reason=reason)
+    return escalation, True
+
+
+def _live(task: Task, reason: str) -> Escalation:
+    existing = Escalation.objects.filter(task=task, live_key=reason).first()
+    if existing is None:  # resolved between our insert and this read: let the caller try again
+        raise EscalationConflict("The escalation changed while it was being opened; try again.")
+    return existing
+
+
+def escalation_acknowledge(*, escalation: Escalation, actor: str) -> Escalation:
+    with transaction.atomic():
+        now = timezone.now()
+        if not Escalation.objects.filter(pk=escalation.pk, status=Escalation.Status.OPEN).update(
+            status=Escalation.Status.ACKNOWLEDGED, acknowledged_at=now
+        ):
+            raise EscalationConflict("Only an open escalation can be acknowledged.", existing_id=escalation.pk)
+        EscalationEvent.objects.create(escalation=escalation, kind="acknowledged", actor=actor)
+    escalation.refresh_from_db()
+    return escalation
+
+
+# What resolving does to the task (None: nothing).
+_TASK_OUTCOME = {
+    Escalation.Resolution.RETRIED: Task.Status.PROCESSING,
+    Escalation.Resolution.COMPLETED_MANUALLY: Task.Status.COMPLETED,
+    Escalation.Resolution.FAILED: Task.Status.FAILED,
+    Escalation.Resolution.REFUNDED: Task.Status.FAILED,
+    Escalation.Resolution.DISMISSED: None,
+}
+
+
+def escalation_resolve(*, escalation: Escalation, resolution: str, actor: str, note: str = "") -> Escalation:
+    """Close the episode and apply its outcome to the task, in one transaction; 409 if already resolved."""
+    if resolution not in _TASK_OUTCOME:
+        raise ValueError(f"Unknown resolution {resolution!r}")
+    with transaction.atomic():
+        resolved = (
+            Escalation.objects.filter(pk=escalation.pk)
+            .exclude(status=Escalation.Status.RESOLVED)
+            .update(
+                status=Escalation.Status.RESOLVED,
+                resolution=resolution,
+                resolved_at=timezone.now(),
+                live_key=None,
+            )
+        )
+        if not resolved:
+            raise EscalationConflict("This escalation is already resolved.", existing_id=escalation.pk)
+        EscalationEvent.objects.create(escalation=escalation, kind="resolved", actor=actor, detail=note)
+        target = _TASK_OUTCOME[resolution]
+        task = Task.objects.select_for_update().get(pk=escalation.task_id)
+        if target is not None and task.status != target:
+            if resolution == Escalation.Resolution.COMPLETED_MANUALLY and not task.deliverables.exists():
+                raise EscalationConflict("Upload a deliverable before completing the task by hand.")
+            task_transition(task=task, to=target, actor=actor, reason=f"escalation resolved: {resolution}")
+        if resolution == Escalation.Resolution.REFUNDED:
+            Task.objects.filter(pk=task.pk).update(needs_operator=True, operator_note="Refund the client.")
+    escalation.refresh_from_db()
+    return escalation

@@ -1,0 +1,172 @@
+"""Escalation rules and services (SPEC §7)."""
+
+from itertools import product
+
+import pytest
+from django.db import DatabaseError, connection
+
+from agency.models import Task, TaskEvent
+from agency.services.delivery import deliverable_add
+from escalations.models import Escalation, EscalationEvent
+from escalations.services import (
+    EscalationConflict,
+    escalation_acknowledge,
+    escalation_open,
+    escalation_resolve,
+    failure_decide,
+)
+from tests.agency.factories import TaskFactory
+from tests.concurrency import run_at_once
+
+# (attempts exhausted?, high value?, error?) → expected decision, written from SPEC §7.
+TABLE = {
+    (True, True, True): ("escalate", "attempts_exhausted"),
+    (True, True, False): ("escalate", "attempts_exhausted"),
+    (True, False, True): ("escalate", "attempts_exhausted"),
+    (True, False, False): ("escalate", "attempts_exhausted"),
+    (False, True, True): ("escalate", "high_value_failure"),
+    (False, True, False): ("retry", ""),
+    (False, False, True): ("fail", ""),
+    (False, False, False): ("retry", ""),
+}
+
+
+@pytest.mark.parametrize(("exhausted", "high_value", "errored"), list(product([True, False], repeat=3)))
+def test_it_decides_between_escalating_failing_and_retrying(exhausted, high_value, errored):
+    decision = failure_decide(attempts=3 if exhausted else 1, is_high_value=high_value, errored=errored)
+    assert (decision.action, decision.reason) == TABLE[(exhausted, high_value, errored)]
+
+
+@pytest.mark.django_db
+def test_it_escalates_a_task_with_its_status_event_and_context():
+    task = TaskFactory(status="processing", is_high_value=True, attempts=2, last_error="timeout")
+    escalation, created = escalation_open(task=task, reason="high_value_failure", actor="pipeline")
+    assert created
+    task.refresh_from_db()
+    assert task.status == "escalated"
+    assert (escalation.severity, escalation.status, escalation.idempotency_key) == (
+        "high",
+        "open",
+        "high_value_failure:1",
+    )
+    assert escalation.context["attempts"] == 2 and escalation.context["error"] == "timeout"
+    assert EscalationEvent.objects.get(escalation=escalation).kind == "opened"
+
+
+@pytest.mark.django_db
+def test_it_returns_the_open_escalation_for_a_repeat_and_opens_a_new_episode_after_resolution():
+    task = TaskFactory(status="processing")
+    first, created = escalation_open(task=task, reason="attempts_exhausted", actor="a")
+    again, created_again = escalation_open(task=task, reason="attempts_exhausted", actor="b")
+    assert created and not created_again and again.pk == first.pk
+    escalation_resolve(escalation=first, resolution="dismissed", actor="op")
+    second, created_second = escalation_open(task=task, reason="attempts_exhausted", actor="c")
+    assert created_second and second.pk != first.pk
+    assert second.idempotency_key == "attempts_exhausted:2"
+
+
+@pytest.fixture
+def failing_timeline_insert():
+    """A database trigger that refuses every timeline row: a real failure inside the transaction."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_insert() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$ "
+                "LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER refuse_timeline BEFORE INSERT ON escalations_escalationevent "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_insert()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER refuse_timeline BEFORE INSERT ON escalations_escalationevent "
+                "BEGIN SELECT RAISE(ABORT, 'injected'); END"
+            )
+
+
+@pytest.mark.django_db
+def test_it_keeps_nothing_when_part_of_the_escalation_cannot_be_written(failing_timeline_insert):
+    task = TaskFactory(status="processing")
+    with pytest.raises(DatabaseError, match="injected"):
+        escalation_open(task=task, reason="attempts_exhausted", actor="pipeline")
+    task.refresh_from_db()
+    assert task.status == "processing"
+    assert not Escalation.objects.exists()
+    assert not TaskEvent.objects.filter(task=task).exists()
+
+
+@pytest.mark.django_db
+def test_it_acknowledges_once():
+    escalation, _ = escalation_open(task=TaskFactory(status="processing"), reason="integration", actor="api")
+    escalation_acknowledge(escalation=escalation, actor="op")
+    with pytest.raises(EscalationConflict):
+        escalation_acknowledge(escalation=escalation, actor="op")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("resolution", "task_status"),
+    [("retried", "processing"), ("failed", "failed"), ("refunded", "failed"), ("dismissed", "escalated")],
+)
+def test_it_applies_each_resolution_to_the_task(resolution, task_status):
+    task = TaskFactory(status="processing")
+    escalation, _ = escalation_open(task=task, reason="attempts_exhausted", actor="pipeline")
+    resolved = escalation_resolve(escalation=escalation, resolution=resolution, actor="op", note="checked")
+    task.refresh_from_db()
+    assert (resolved.status, resolved.resolution, resolved.live_key) == ("resolved", resolution, None)
+    assert task.status == task_status
+    assert task.needs_operator is (resolution == "refunded")
+
+
+@pytest.mark.django_db
+def test_it_completes_by_hand_only_with_a_deliverable():
+    task = TaskFactory(status="processing")
+    escalation, _ = escalation_open(task=task, reason="attempts_exhausted", actor="pipeline")
+    with pytest.raises(EscalationConflict, match="deliverable"):
+        escalation_resolve(escalation=escalation, resolution="completed_manually", actor="op")
+    assert Escalation.objects.get(pk=escalation.pk).status == "open"  # nothing kept
+    deliverable_add(task=task, name="done.csv", content=b"a\n", content_type="text/csv")
+    escalation_resolve(escalation=escalation, resolution="completed_manually", actor="op")
+    task.refresh_from_db()
+    assert task.status == "completed"
+
+
+@pytest.mark.django_db
+def test_it_refuses_to_resolve_twice():
+    escalation, _ = escalation_open(task=TaskFactory(status="processing"), reason="attempts_exhausted", actor="p")
+    escalation_resolve(escalation=escalation, resolution="dismissed", actor="op")
+    with pytest.raises(EscalationConflict) as refused:
+        escalation_resolve(escalation=escalation, resolution="failed", actor="op")
+    assert refused.value.existing_id == escalation.pk
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_it_opens_one_escalation_for_twenty_concurrent_callers():
+    task = TaskFactory(status="processing")
+
+    def open_one(i):
+        escalation, _ = escalation_open(task=Task.objects.get(pk=task.pk), reason="attempts_exhausted", actor=f"w{i}")
+        return escalation.pk
+
+    ids = run_at_once(20, open_one)
+    assert len(ids) == 20 and len(set(ids)) == 1
+    assert Escalation.objects.filter(task=task).count() == 1
+    assert list(TaskEvent.objects.filter(task=task).values_list("to_status", flat=True)) == ["escalated"]
+
+
+@pytest.mark.django_db
+def test_it_lists_unresolved_high_severity_escalations_first_in_the_admin(admin_client):
+    old_normal = escalation_open(task=TaskFactory(status="processing"), reason="integration", actor="a")[0]
+    high = escalation_open(task=TaskFactory(status="processing", is_high_value=True), reason="integration", actor="a")[
+        0
+    ]
+    done = escalation_open(task=TaskFactory(status="processing", is_high_value=True), reason="integration", actor="a")[
+        0
+    ]
+    escalation_resolve(escalation=done, resolution="dismissed", actor="op")
+    page = admin_client.get("/admin/escalations/escalation/")
+    assert page.status_code == 200
+    order = [e.pk for e in page.context["cl"].result_list]
+    assert order == [high.pk, old_normal.pk, done.pk]
