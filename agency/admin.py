@@ -108,26 +108,27 @@ class DomainAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name"]
 
 
-class TaskEventInline(admin.TabularInline):
+class ReadOnlyInline(admin.TabularInline):
+    """A record's history or attachments shown under it; written by services only."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class TaskEventInline(ReadOnlyInline):
     model = TaskEvent
-    extra = 0
-    can_delete = False
     fields = ["created_at", "from_status", "to_status", "actor", "reason", "trace_id"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class DeliverableInline(admin.TabularInline):
+class DeliverableInline(ReadOnlyInline):
     model = Deliverable
-    extra = 0
-    can_delete = False
     fields = ["name", "content_type", "size", "sha256", "created_at"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Task)

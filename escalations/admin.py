@@ -1,20 +1,15 @@
 from django.contrib import admin, messages
 from django.db.models import Case, Value, When
 
+from agency.admin import ReadOnlyInline
 from agency.errors import DomainError
 from escalations.models import Escalation, EscalationEvent
 from escalations.services import escalation_acknowledge
 
 
-class EscalationEventInline(admin.TabularInline):
+class EscalationEventInline(ReadOnlyInline):
     model = EscalationEvent
-    extra = 0
-    can_delete = False
     fields = ["created_at", "kind", "actor", "detail", "trace_id"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Escalation)

@@ -170,3 +170,6 @@ def test_it_lists_unresolved_high_severity_escalations_first_in_the_admin(admin_
     assert page.status_code == 200
     order = [e.pk for e in page.context["cl"].result_list]
     assert order == [high.pk, old_normal.pk, done.pk]
+    detail = admin_client.get(f"/admin/escalations/escalation/{done.pk}/change/")
+    assert detail.status_code == 200
+    assert b"resolved" in detail.content and b"opened" in detail.content  # the timeline inline
