@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agency.api import tasks, views
+from escalations import api as escalations
 from tracing.views import TraceDetailApi
 
 urlpatterns = [
@@ -17,4 +18,7 @@ urlpatterns = [
     path("tasks/<int:pk>", tasks.TaskDetailApi.as_view(), name="task-detail"),
     path("tasks/<int:pk>/cancel", tasks.TaskCancelApi.as_view(), name="task-cancel"),
     path("webhooks/stripe", tasks.StripeWebhookApi.as_view(), name="stripe-webhook"),
+    path("escalations", escalations.EscalationListCreateApi.as_view(), name="escalation-list"),
+    path("escalations/<int:pk>/acknowledge", escalations.EscalationAcknowledgeApi.as_view(), name="escalation-ack"),
+    path("escalations/<int:pk>/resolve", escalations.EscalationResolveApi.as_view(), name="escalation-resolve"),
 ]

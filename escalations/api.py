@@ -1,0 +1,111 @@
+"""Escalation endpoints for integrations (SPEC §7, §9): thin adapters over the services."""
+
+import django_filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agency.api.auth import OperatorScope, ReadScope, WriteScope
+from agency.api.idempotency import idempotent
+from agency.api.tasks import actor_of
+from agency.models import Task
+from escalations.models import Escalation
+from escalations.services import escalation_acknowledge, escalation_open, escalation_resolve
+
+
+class EscalationOut(serializers.ModelSerializer):
+    class Meta:
+        model = Escalation
+        fields = [
+            "id", "task", "reason", "severity", "status", "detail", "context", "resolution", "notes",
+            "created_at", "acknowledged_at", "resolved_at", "trace_id",
+        ]  # fmt: skip
+
+
+class EscalationIn(serializers.Serializer):
+    task = serializers.IntegerField()
+    reason = serializers.ChoiceField(Escalation.Reason.choices, default=Escalation.Reason.INTEGRATION)
+    detail = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class EscalationFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Escalation.Status.choices)
+    severity = django_filters.ChoiceFilter(choices=Escalation.Severity.choices)
+    reason = django_filters.ChoiceFilter(choices=Escalation.Reason.choices)
+
+    class Meta:
+        model = Escalation
+        fields = ["status", "severity", "reason", "task"]
+
+
+class EscalationListCreateApi(ListAPIView):
+    """List escalations (read scope); raise one for a task (write scope): 201 new, 200 the open one."""
+
+    serializer_class = EscalationOut
+    filterset_class = EscalationFilter
+
+    def get_permissions(self):
+        return [WriteScope()] if self.request.method == "POST" else [ReadScope()]
+
+    def get_queryset(self):
+        return Escalation.objects.order_by("-created_at", "-id")
+
+    @extend_schema(
+        request=EscalationIn,
+        responses={201: EscalationOut, 200: EscalationOut},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        params = EscalationIn(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        task = Task.objects.filter(pk=data["task"]).first()
+        if task is None:
+            raise exceptions.ValidationError({"task": ["No such task."]})
+        escalation, created = escalation_open(
+            task=task, reason=data["reason"], actor=actor_of(request), detail=data["detail"]
+        )
+        return Response(EscalationOut(escalation).data, status=status.HTTP_201_CREATED if created else 200)
+
+
+def _escalation(pk: int) -> Escalation:
+    escalation = Escalation.objects.filter(pk=pk).first()
+    if escalation is None:
+        raise exceptions.NotFound()
+    return escalation
+
+
+class EscalationAcknowledgeApi(APIView):
+    permission_classes = [OperatorScope]
+
+    @extend_schema(request=None, responses=EscalationOut)
+    def post(self, request: Request, pk: int) -> Response:
+        escalation = escalation_acknowledge(escalation=_escalation(pk), actor=actor_of(request))
+        return Response(EscalationOut(escalation).data)
+
+
+class ResolveIn(serializers.Serializer):
+    resolution = serializers.ChoiceField(Escalation.Resolution.choices)
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class EscalationResolveApi(APIView):
+    """Resolve with an outcome for the task; 409 when already resolved."""
+
+    permission_classes = [OperatorScope]
+
+    @extend_schema(request=ResolveIn, responses=EscalationOut)
+    def post(self, request: Request, pk: int) -> Response:
+        params = ResolveIn(data=request.data)
+        params.is_valid(raise_exception=True)
+        escalation = escalation_resolve(
+            escalation=_escalation(pk),
+            resolution=params.validated_data["resolution"],
+            actor=actor_of(request),
+            note=params.validated_data["note"],
+        )
+        return Response(EscalationOut(escalation).data)
