@@ -3,14 +3,13 @@
 import django_filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.generics import ListAPIView
+from rest_framework.generics import ListAPIView, get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agency.api.auth import OperatorScope, ReadScope, WriteScope
+from agency.api.auth import OperatorScope, ReadScope, WriteScope, actor_of
 from agency.api.idempotency import idempotent
-from agency.api.tasks import actor_of
 from agency.models import Task
 from escalations.models import Escalation
 from escalations.services import escalation_acknowledge, escalation_open, escalation_resolve
@@ -72,19 +71,12 @@ class EscalationListCreateApi(ListAPIView):
         return Response(EscalationOut(escalation).data, status=status.HTTP_201_CREATED if created else 200)
 
 
-def _escalation(pk: int) -> Escalation:
-    escalation = Escalation.objects.filter(pk=pk).first()
-    if escalation is None:
-        raise exceptions.NotFound()
-    return escalation
-
-
 class EscalationAcknowledgeApi(APIView):
     permission_classes = [OperatorScope]
 
     @extend_schema(request=None, responses=EscalationOut)
     def post(self, request: Request, pk: int) -> Response:
-        escalation = escalation_acknowledge(escalation=_escalation(pk), actor=actor_of(request))
+        escalation = escalation_acknowledge(escalation=get_object_or_404(Escalation, pk=pk), actor=actor_of(request))
         return Response(EscalationOut(escalation).data)
 
 
@@ -103,7 +95,7 @@ class EscalationResolveApi(APIView):
         params = ResolveIn(data=request.data)
         params.is_valid(raise_exception=True)
         escalation = escalation_resolve(
-            escalation=_escalation(pk),
+            escalation=get_object_or_404(Escalation, pk=pk),
             resolution=params.validated_data["resolution"],
             actor=actor_of(request),
             note=params.validated_data["note"],

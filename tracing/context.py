@@ -13,7 +13,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-_propagator = TraceContextTextMapPropagator()
+# W3C Trace Context only; every reader and writer of trace headers uses this one.
+propagator = TraceContextTextMapPropagator()
 
 
 def current_trace_id() -> str:
@@ -30,14 +31,14 @@ def current_span_id() -> str:
 def trace_carrier() -> dict[str, str]:
     """The current context as W3C headers (`traceparent`, `tracestate`), for storing."""
     carrier: dict[str, str] = {}
-    _propagator.inject(carrier)
+    propagator.inject(carrier)
     return carrier
 
 
 @contextmanager
 def trace_continued(carrier: dict[str, str] | None, name: str) -> Iterator[trace.Span]:
     """Run a block as a child of a stored context; a missing or invalid one starts a new trace."""
-    parent = _propagator.extract(carrier or {}, context=otel_context.Context())
+    parent = propagator.extract(carrier or {}, context=otel_context.Context())
     with trace.get_tracer("agency").start_as_current_span(name, context=parent) as span:
         yield span
 

@@ -14,12 +14,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.wsgi import collect_request_attributes, wsgi_getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from tracing.context import current_trace_id
+from tracing.context import current_trace_id, propagator
 
 logger = structlog.get_logger(__name__)
-_propagator = TraceContextTextMapPropagator()
 
 # URLs whose last parts are secrets (delivery tokens): logged and traced without them.
 SECRET_PATH_PREFIXES = ("/deliver/",)
@@ -58,7 +56,7 @@ class RequestTraceMiddleware:
         started = time.perf_counter()
         span = token = None
         if self.owns_span:
-            parent = _propagator.extract(request.META, getter=wsgi_getter)
+            parent = propagator.extract(request.META, getter=wsgi_getter)
             span = self.tracer.start_span(request.method, context=parent, kind=SpanKind.SERVER)
             token = otel_context.attach(trace.set_span_in_context(span, parent))
         request_id = self._request_id(request)
@@ -67,7 +65,7 @@ class RequestTraceMiddleware:
             shown = f"{request.method} {_loggable_path(request.path)}"
             logger.debug("request_started", request=shown)
             response = self.get_response(request)
-            _propagator.inject(response.headers)
+            propagator.inject(response.headers)
             response.headers["X-Request-ID"] = request_id
             # Logged here, inside the trace. Django's own "Not Found"/"Internal
             # Server Error" line would come after the trace has ended, without

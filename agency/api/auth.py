@@ -81,6 +81,11 @@ def principal_of(request: Request) -> str | None:
     return None
 
 
+def actor_of(request: Request) -> str:
+    """How the audit trail names an API caller: api:key:<id>, api:user:<id>."""
+    return f"api:{principal_of(request) or 'anonymous'}"
+
+
 class _ScopeRequired(permissions.BasePermission):
     scope: str = ApiKey.Scope.READ
     message = "This API key lacks the required scope."

@@ -6,13 +6,13 @@ from django.conf import settings
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.generics import ListAPIView, RetrieveAPIView, get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agency import pricing
-from agency.api.auth import ReadScope, WriteScope, principal_of
+from agency.api.auth import ReadScope, WriteScope, actor_of
 from agency.api.idempotency import idempotent
 from agency.models import Domain, Task
 from agency.services.payments import (
@@ -44,10 +44,6 @@ class PaymentProviderDown(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The payment provider cannot be reached; no task was created. Try again shortly."
     default_code = "payment_provider_unavailable"
-
-
-def actor_of(request: Request) -> str:
-    return f"api:{principal_of(request) or 'anonymous'}"
 
 
 def _domain(slug: str) -> Domain:
@@ -237,9 +233,7 @@ class TaskCancelApi(APIView):
         params = CancelIn(data=request.data)
         params.is_valid(raise_exception=True)
         with transaction.atomic():
-            task = Task.objects.select_related("domain", "client").filter(pk=pk).first()
-            if task is None:
-                raise exceptions.NotFound()
+            task = get_object_or_404(Task.objects.select_related("domain", "client"), pk=pk)
             task_cancel(task=task, actor=actor_of(request), reason=params.validated_data["reason"])
         return Response(TaskOut(task).data)
 

@@ -6,8 +6,7 @@ from django.db import transaction
 from django_celery_results.models import TaskResult
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
-from rest_framework.generics import ListAPIView
+from rest_framework.generics import ListAPIView, get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -41,9 +40,7 @@ class ApiKeyRevokeApi(APIView):
 
     @extend_schema(request=None, responses=ApiKeyOut)
     def post(self, request: Request, pk: int) -> Response:
-        api_key = ApiKey.objects.filter(pk=pk).first()
-        if api_key is None:
-            raise NotFound()
+        api_key = get_object_or_404(ApiKey, pk=pk)
         return Response(ApiKeyOut(api_key_revoke(api_key=api_key)).data)
 
 

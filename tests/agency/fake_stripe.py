@@ -52,7 +52,7 @@ class FakeStripe:
                 self.wfile.write(data)
 
             def log_message(self, *args):
-                pass
+                """Silence the per-request lines http.server writes to stderr."""
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"

@@ -32,7 +32,7 @@ class RecordingServer:
             do_GET = do_POST = _answer
 
             def log_message(self, *args):
-                pass
+                """Silence the per-request lines http.server writes to stderr."""
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

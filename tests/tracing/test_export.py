@@ -71,16 +71,23 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
 
 
-def test_it_exports_a_sampled_requests_server_span_with_http_attributes():
+def _healthz_traced(*, caller_sampled: bool, **env) -> tuple[dict, list]:
+    """GET /healthz in a fresh process as a child of TRACE/PARENT; its answer and the spans exported."""
+    flags = "01" if caller_sampled else "00"
     with RecordingServer() as collector:
         answer = _one_request(
-            "/healthz",
-            f"00-{TRACE}-{PARENT}-01",
-            OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
-            OTEL_TRUST_REMOTE_SAMPLING="true",
-            OTEL_TRACES_SAMPLE_RATIO="0",  # recorded because the trusted caller sampled it
+            "/healthz", f"00-{TRACE}-{PARENT}-{flags}", OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, **env
         )
-    [span] = [s for s in _exported_spans(collector) if s.kind == s.SPAN_KIND_SERVER]
+    return answer, _exported_spans(collector)
+
+
+def test_it_exports_a_sampled_requests_server_span_with_http_attributes():
+    answer, spans = _healthz_traced(
+        caller_sampled=True,
+        OTEL_TRUST_REMOTE_SAMPLING="true",
+        OTEL_TRACES_SAMPLE_RATIO="0",  # recorded because the trusted caller sampled it
+    )
+    [span] = [s for s in spans if s.kind == s.SPAN_KIND_SERVER]
     assert span.trace_id.hex() == TRACE
     assert span.parent_span_id.hex() == PARENT
     assert span.name == "GET healthz"
@@ -91,41 +98,27 @@ def test_it_exports_a_sampled_requests_server_span_with_http_attributes():
 
 
 def test_it_records_nothing_for_a_caller_that_did_not_sample():
-    with RecordingServer() as collector:
-        answer = _one_request(
-            "/healthz",
-            f"00-{TRACE}-{PARENT}-00",
-            OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
-            OTEL_TRUST_REMOTE_SAMPLING="true",
-            OTEL_TRACES_SAMPLE_RATIO="1",  # not recorded: the trusted caller did not sample it
-        )
-    assert _exported_spans(collector) == []
+    answer, spans = _healthz_traced(
+        caller_sampled=False,
+        OTEL_TRUST_REMOTE_SAMPLING="true",
+        OTEL_TRACES_SAMPLE_RATIO="1",  # not recorded: the trusted caller did not sample it
+    )
+    assert spans == []
     assert answer["headers"]["traceparent"].startswith(f"00-{TRACE}-")  # ids still flow
 
 
 def test_it_does_not_let_an_untrusted_caller_force_recording():
-    with RecordingServer() as collector:
-        answer = _one_request(
-            "/healthz",
-            f"00-{TRACE}-{PARENT}-01",
-            OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
-            OTEL_TRACES_SAMPLE_RATIO="0",
-        )
-    assert _exported_spans(collector) == []
+    answer, spans = _healthz_traced(caller_sampled=True, OTEL_TRACES_SAMPLE_RATIO="0")
+    assert spans == []
     assert answer["headers"]["traceparent"].startswith(f"00-{TRACE}-")
 
 
 def test_it_continues_the_trace_with_the_stock_django_instrumentation_too():
-    with RecordingServer() as collector:
-        answer = _one_request(
-            "/healthz",
-            f"00-{TRACE}-{PARENT}-01",
-            OTEL_DJANGO_INSTRUMENTATION="stock",
-            OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
-            OTEL_TRACES_SAMPLE_RATIO="1",
-        )
+    answer, spans = _healthz_traced(
+        caller_sampled=True, OTEL_DJANGO_INSTRUMENTATION="stock", OTEL_TRACES_SAMPLE_RATIO="1"
+    )
     assert answer["status"] == 200
-    [span] = [s for s in _exported_spans(collector) if s.kind == s.SPAN_KIND_SERVER]
+    [span] = [s for s in spans if s.kind == s.SPAN_KIND_SERVER]
     assert span.trace_id.hex() == TRACE
     assert answer["headers"]["traceparent"] == f"00-{TRACE}-{span.span_id.hex()}-01"
     assert answer["headers"]["X-Request-ID"]
