@@ -307,6 +307,25 @@ DELIVERY_MAX_FAILURES_PER_IP = env_int("DELIVERY_MAX_FAILURES_PER_IP", 10, minim
 DELIVERY_MAX_FAILURES_PER_TASK = env_int("DELIVERY_MAX_FAILURES_PER_TASK", 20, minimum=1)
 DELIVERY_FAILURE_WINDOW_SECONDS = env_int("DELIVERY_FAILURE_WINDOW_SECONDS", 900, minimum=1)
 
+# --- Escalations and notifications (SPEC §7) ---------------------------------------
+
+# An open escalation nobody acknowledged is re-notified after this long, and
+# handed to the secondary channels after the second interval.
+ESCALATION_REMIND_AFTER_MINUTES = env_int("ESCALATION_REMIND_AFTER_MINUTES", 30, minimum=1)
+ESCALATION_SECONDARY_AFTER_MINUTES = env_int("ESCALATION_SECONDARY_AFTER_MINUTES", 120, minimum=1)
+# Outbox relay: attempts per message before it is marked dead, exponential
+# backoff between them (base · 2^(attempt-1), capped), the lease a relay holds
+# on the rows it claimed, rows per claim, and the HTTP timeout per send.
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 8, minimum=1)
+NOTIFY_BACKOFF_BASE_SECONDS = env_int("NOTIFY_BACKOFF_BASE_SECONDS", 30, minimum=1)
+NOTIFY_BACKOFF_MAX_SECONDS = env_int("NOTIFY_BACKOFF_MAX_SECONDS", 3600, minimum=1)
+NOTIFY_CLAIM_SECONDS = env_int("NOTIFY_CLAIM_SECONDS", 120, minimum=5)
+NOTIFY_BATCH_SIZE = env_int("NOTIFY_BATCH_SIZE", 50, minimum=1)
+NOTIFY_HTTP_TIMEOUT_SECONDS = env.float("NOTIFY_HTTP_TIMEOUT_SECONDS", default=10.0)
+NOTIFY_RELAY_INTERVAL_SECONDS = env_int("NOTIFY_RELAY_INTERVAL_SECONDS", 30, minimum=1)
+TELEGRAM_API_BASE = env.str("TELEGRAM_API_BASE", default="https://api.telegram.org")
+PAGERDUTY_EVENTS_URL = env.str("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
+
 # --- Stripe (SPEC §4) -------------------------------------------------------------
 
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
@@ -344,6 +363,7 @@ AGENCY_CYCLE_INTERVAL_SECONDS = env_int("AGENCY_CYCLE_INTERVAL_SECONDS", 300, mi
 # apps add their entries here.
 CELERY_BEAT_SCHEDULE: dict = {
     "agency-cycle": {"task": "agency.cycle", "schedule": float(AGENCY_CYCLE_INTERVAL_SECONDS)},
+    "notifications-relay": {"task": "escalations.relay", "schedule": float(NOTIFY_RELAY_INTERVAL_SECONDS)},
 }
 
 # --- Tracing and logs ------------------------------------------------------------

@@ -63,6 +63,9 @@ class Escalation(TraceStamped):
     notes = models.TextField(blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True, editable=False)
     resolved_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Timers (SPEC §7): when the reminder and the hand-over to secondary channels went out.
+    reminded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    secondary_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -84,6 +87,11 @@ class Escalation(TraceStamped):
     def __str__(self) -> str:
         return f"Escalation #{self.pk} task #{self.task_id} {self.reason} ({self.status})"
 
+    @property
+    def incident_key(self) -> str:
+        """The key paging systems group this episode by (PagerDuty's `dedup_key`): new per episode."""
+        return f"agency-task-{self.task_id}-{self.idempotency_key}"
+
 
 class EscalationEvent(TraceStamped):
     """The escalation's timeline: opened, acknowledged, assigned, resolved, notes."""
@@ -98,3 +106,130 @@ class EscalationEvent(TraceStamped):
 
     def __str__(self) -> str:
         return f"{self.kind} by {self.actor}"
+
+
+class ChannelKind(models.TextChoices):
+    EMAIL = "email"
+    SLACK = "slack", "Slack incoming webhook"
+    TELEGRAM = "telegram", "Telegram bot"
+    WEBHOOK = "webhook", "Signed webhook"
+    PAGERDUTY = "pagerduty", "PagerDuty Events v2"
+
+
+class ChannelTier(models.TextChoices):
+    PRIMARY = "primary"
+    SECONDARY = "secondary", "Secondary (after the escalation timer)"
+
+
+def _all_severities() -> list[str]:
+    return list(EscalationSeverity.values)
+
+
+class NotificationChannel(models.Model):
+    """Where operators are told about escalations; configured in the admin.
+
+    `target` is where a message goes: e-mail addresses (comma-separated), the
+    Slack or webhook URL, the Telegram chat id, or a PagerDuty Events URL
+    (blank: `PAGERDUTY_EVENTS_URL`). Secrets never live in the database:
+    `secret_env` names the environment variable holding the Telegram bot
+    token, the webhook signing secret, the PagerDuty routing key, or the
+    Slack webhook URL itself (then `target` may stay blank).
+    """
+
+    Kind = ChannelKind
+    Tier = ChannelTier
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    target = models.CharField(max_length=500, blank=True)
+    secret_env = models.CharField(
+        "secret variable", max_length=100, blank=True, help_text="Name of the environment variable with the secret."
+    )
+    severities = models.JSONField(default=_all_severities, help_text='Severities routed here, e.g. ["high"].')
+    tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.PRIMARY)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tier", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["name"], name="escalations_channel_unique_name"),
+            models.CheckConstraint(condition=Q(kind__in=ChannelKind.values), name="escalations_channel_known_kind"),
+            models.CheckConstraint(condition=Q(tier__in=ChannelTier.values), name="escalations_channel_known_tier"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}, {self.tier})"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        unknown = set(self.severities or []) - set(EscalationSeverity.values)
+        if not isinstance(self.severities, list) or unknown or not self.severities:
+            raise ValidationError({"severities": f"A non-empty list of {EscalationSeverity.values}."})
+        if self.kind in (ChannelKind.TELEGRAM, ChannelKind.WEBHOOK, ChannelKind.PAGERDUTY) and not self.secret_env:
+            raise ValidationError({"secret_env": "This kind of channel needs a secret."})
+        needs_target = {ChannelKind.EMAIL, ChannelKind.TELEGRAM, ChannelKind.WEBHOOK}
+        if (self.kind in needs_target or (self.kind == ChannelKind.SLACK and not self.secret_env)) and not self.target:
+            raise ValidationError({"target": "Say where messages go."})
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DEAD = "dead"
+    CANCELLED = "cancelled", "Cancelled (no longer relevant)"
+
+
+class NotificationEvent(models.TextChoices):
+    OPENED = "opened"
+    REMINDER = "reminder"
+    SECONDARY = "secondary"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Notification(TraceStamped):
+    """One message to one channel: a row of the transactional outbox (SPEC §7).
+
+    Written in the transaction that makes it necessary and sent by the relay
+    after commit. `dedup_key` is unique per channel, so no cause is ever
+    queued twice for a channel. A relay claims a row by setting `claim_token`
+    and `claimed_until` in one UPDATE; a claim older than its lease (a relay
+    that died mid-send) makes the row due again. `trace_context` holds the
+    W3C headers of the transaction that wrote the row, which sending continues.
+    """
+
+    Status = NotificationStatus
+    Event = NotificationEvent
+
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.PROTECT, related_name="notifications")
+    escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=20, choices=Event.choices)
+    dedup_key = models.CharField(max_length=150)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    trace_context = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="escalations_notification_due")]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "dedup_key"], name="escalations_notification_once_per_channel"),
+            models.CheckConstraint(
+                condition=Q(status__in=NotificationStatus.values), name="escalations_notification_known_status"
+            ),
+            models.CheckConstraint(
+                condition=Q(event__in=NotificationEvent.values), name="escalations_notification_known_event"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} of escalation #{self.escalation_id} to {self.channel_id} ({self.status})"

@@ -1,7 +1,8 @@
 """Opening, acknowledging and resolving escalations (SPEC §7).
 
-Each is one transaction: the escalation row, its timeline event and the
-task's status change are kept together or not at all.
+Each is one transaction: the escalation row, its timeline event, the task's
+status change and the outbox rows that tell operators are kept together or
+not at all; the relay sends those rows only after commit.
 """
 
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from django.utils import timezone
 from agency.errors import DomainError
 from agency.models import Task
 from agency.services.tasks import TRANSITIONS, task_transition
-from escalations.models import Escalation, EscalationEvent
+from escalations.models import Escalation, EscalationEvent, Notification, NotificationChannel
+from escalations.outbox import channels_routed, channels_told, notifications_enqueue
 from tracing.context import current_trace_id
 
 logger = structlog.get_logger(__name__)
@@ -77,6 +79,11 @@ def escalation_open(
         EscalationEvent.objects.create(escalation=escalation, kind="opened", actor=actor, detail=detail)
         if Task.Status.ESCALATED in TRANSITIONS.get(task.status, frozenset()):
             task_transition(task=task, to=Task.Status.ESCALATED, actor=actor, reason=f"escalated: {reason}")
+        notifications_enqueue(
+            escalation=escalation,
+            event=Notification.Event.OPENED,
+            channels=channels_routed(severity=escalation.severity, tier=NotificationChannel.Tier.PRIMARY),
+        )
     logger.warning("escalation_opened", escalation_id=escalation.pk, task_id=task.pk, reason=reason)
     return escalation, True
 
@@ -96,6 +103,22 @@ def escalation_acknowledge(*, escalation: Escalation, actor: str) -> Escalation:
         ):
             raise EscalationConflict("Only an open escalation can be acknowledged.", existing_id=escalation.pk)
         EscalationEvent.objects.create(escalation=escalation, kind="acknowledged", actor=actor)
+        # Paging systems stop re-paging once someone has it; chat and e-mail need no message.
+        paging = [c for c in channels_told(escalation=escalation) if c.kind == NotificationChannel.Kind.PAGERDUTY]
+        notifications_enqueue(escalation=escalation, event=Notification.Event.ACKNOWLEDGED, channels=paging)
+    escalation.refresh_from_db()
+    return escalation
+
+
+def escalation_assign(*, escalation: Escalation, assignee, actor: str) -> Escalation:
+    """Give the escalation to an operator (or to nobody with `assignee=None`)."""
+    with transaction.atomic():
+        if not Escalation.objects.filter(pk=escalation.pk).exclude(status=Escalation.Status.RESOLVED).update(
+            assignee=assignee
+        ):
+            raise EscalationConflict("A resolved escalation cannot be reassigned.", existing_id=escalation.pk)
+        name = assignee.get_username() if assignee is not None else "nobody"
+        EscalationEvent.objects.create(escalation=escalation, kind="assigned", actor=actor, detail=f"to {name}")
     escalation.refresh_from_db()
     return escalation
 
@@ -136,5 +159,12 @@ def escalation_resolve(*, escalation: Escalation, resolution: str, actor: str, n
             task_transition(task=task, to=target, actor=actor, reason=f"escalation resolved: {resolution}")
         if resolution == Escalation.Resolution.REFUNDED:
             Task.objects.filter(pk=task.pk).update(needs_operator=True, operator_note="Refund the client.")
-    escalation.refresh_from_db()
+        escalation.refresh_from_db()
+        notifications_enqueue(
+            escalation=escalation,
+            event=Notification.Event.RESOLVED,
+            channels=channels_told(escalation=escalation),
+            resolution=resolution,
+            note=note,
+        )
     return escalation

@@ -35,8 +35,9 @@ def test_it_runs_every_cycle_step_and_can_run_twice():
     first = _run("run_agency")
     second = _run("run_agency")
     for output in (first, second):
-        assert "[1/1] housekeeping: ok" in output
-        assert "Cycle finished" in output
+        assert "[1/2] notifications_relay: ok" in output
+        assert "[2/2] housekeeping: ok" in output
+        assert "Cycle finished: 2 steps ok." in output
 
 
 def test_it_refuses_an_unknown_cycle_step():

@@ -1,0 +1,250 @@
+"""Sending one outbox message through one channel, in that channel's wire format (SPEC §7).
+
+Each sender turns the stored payload into the channel's message, escaping
+user content (task titles, details, errors, notes) for the channel's markup,
+and raises `SendFailed` when the message did not get through: `permanent`
+for answers that no retry can fix (a bad URL, a refused token), otherwise
+the relay tries again later, no sooner than `retry_after` when the channel
+said so. Every request carries the current trace context (`traceparent`),
+which the relay has continued from the transaction that wrote the row.
+"""
+
+import hashlib
+import hmac
+import html
+import json
+import os
+import re
+import smtplib
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+
+import httpx
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.utils import timezone
+
+from escalations.models import NotificationChannel
+from tracing.context import trace_carrier
+
+Kind = NotificationChannel.Kind
+
+# Answers that mean the configuration is wrong, not that the channel is busy.
+PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 413, 422})
+PAGERDUTY_SEVERITY = {"high": "critical", "normal": "warning"}
+PAGERDUTY_SUMMARY_MAX = 1024
+TELEGRAM_TEXT_MAX = 4096
+
+
+class SendFailed(Exception):
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+_client: httpx.Client | None = None
+
+
+def http_client() -> httpx.Client:
+    """One client per process for every HTTP channel: pooled connections, explicit timeouts."""
+    global _client
+    if _client is None:
+        _client = httpx.Client(timeout=settings.NOTIFY_HTTP_TIMEOUT_SECONDS, follow_redirects=False)
+    return _client
+
+
+def send(channel: NotificationChannel, payload: dict, *, delivery_id: str) -> None:
+    """Deliver `payload` through `channel`, or raise `SendFailed`."""
+    SENDERS[channel.kind](channel, payload, delivery_id)
+
+
+# --- The message text -----------------------------------------------------------------
+
+HEADLINES = {
+    "opened": "Escalation #{id}: task #{task_id} needs an operator",
+    "reminder": "Reminder: escalation #{id} (task #{task_id}) is still unacknowledged",
+    "secondary": "Unacknowledged escalation #{id} (task #{task_id}) handed to you",
+    "acknowledged": "Escalation #{id} (task #{task_id}) acknowledged",
+    "resolved": "Escalation #{id} (task #{task_id}) resolved: {resolution}",
+}
+
+
+def headline(payload: dict) -> str:
+    """The one-line summary; made of ids and fixed words only, so it needs no escaping."""
+    return HEADLINES[payload["event"]].format(
+        id=payload["escalation_id"], task_id=payload["task_id"], resolution=payload.get("resolution", "")
+    )
+
+
+def message_lines(payload: dict, escape: Callable[[str], str] = str) -> list[str]:
+    """The body as lines, with every user-supplied value passed through `escape`."""
+    lines = [
+        f"Task: {escape(payload['task_title'])}",
+        f"Reason: {payload['reason']} · severity {payload['severity']} · attempts {payload.get('attempts') or 0}",
+    ]
+    for label, key in (("Detail", "detail"), ("Last error", "error"), ("Note", "note")):
+        if payload.get(key):
+            lines.append(f"{label}: {escape(str(payload[key]))}")
+    lines.append(f"Open: {payload['url']}")
+    return lines
+
+
+def slack_escape(text: str) -> str:
+    """Slack mrkdwn: &, < and > are control characters (links, mentions like <!channel>)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def telegram_escape(text: str) -> str:
+    """Telegram's HTML parse mode accepts &lt; &gt; &amp; &quot; only."""
+    return html.escape(text, quote=False)
+
+
+# --- Senders --------------------------------------------------------------------------
+
+
+def _secret(channel: NotificationChannel) -> str:
+    value = os.environ.get(channel.secret_env, "") if channel.secret_env else ""
+    if not value:
+        raise SendFailed(f"The environment variable {channel.secret_env!r} is not set.", permanent=True)
+    return value
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - timezone.now()).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _post(url: str, *, headers: dict[str, str] | None = None, **kwargs) -> httpx.Response:
+    try:
+        response = http_client().post(url, headers={**trace_carrier(), **(headers or {})}, **kwargs)
+    except httpx.InvalidURL as exc:
+        raise SendFailed(f"Invalid URL: {exc}", permanent=True) from exc
+    except httpx.HTTPError as exc:
+        raise SendFailed(f"{type(exc).__name__}: {exc}") from exc
+    if not response.is_success:
+        raise SendFailed(
+            f"HTTP {response.status_code}: {response.text[:300]}",
+            permanent=response.status_code in PERMANENT_STATUSES,
+            retry_after=_retry_after(response),
+        )
+    return response
+
+
+def email_send(channel: NotificationChannel, payload: dict, delivery_id: str) -> None:
+    recipients = [address.strip() for address in channel.target.split(",") if address.strip()]
+    subject = re.sub(r"\s+", " ", f"[{payload['severity']}] {headline(payload)}")
+    message = EmailMessage(
+        subject=subject,
+        body="\n".join(message_lines(payload)) + "\n",
+        to=recipients,
+        headers={"X-Agency-Delivery": delivery_id, **trace_carrier()},
+        connection=get_connection(timeout=settings.NOTIFY_HTTP_TIMEOUT_SECONDS),
+    )
+    try:
+        message.send()
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise SendFailed(f"Recipients refused: {exc.recipients}", permanent=True) from exc
+    except (smtplib.SMTPException, OSError) as exc:
+        raise SendFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
+def slack_send(channel: NotificationChannel, payload: dict, delivery_id: str) -> None:
+    url = os.environ.get(channel.secret_env, "") if channel.secret_env else channel.target
+    if not url:
+        raise SendFailed(f"The environment variable {channel.secret_env!r} is not set.", permanent=True)
+    title = headline(payload)
+    body = "\n".join(message_lines(payload, slack_escape))
+    response = _post(
+        url,
+        json={
+            "text": f"{title}\n{body}",  # the notification and fallback text
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": body[:3000]}},
+            ],
+        },
+    )
+    if response.text.strip() != "ok":  # Slack answers a bare "ok" when it posted the message
+        raise SendFailed(f"Slack answered {response.text[:200]!r}")
+
+
+def telegram_send(channel: NotificationChannel, payload: dict, delivery_id: str) -> None:
+    token = _secret(channel)
+    text = f"<b>{headline(payload)}</b>\n" + "\n".join(message_lines(payload, telegram_escape))
+    url = f"{settings.TELEGRAM_API_BASE.rstrip('/')}/bot{token}/sendMessage"
+    try:
+        response = _post(
+            url,
+            json={
+                "chat_id": channel.target,
+                "text": text[:TELEGRAM_TEXT_MAX],
+                "parse_mode": "HTML",
+                "link_preview_options": {"is_disabled": True},
+            },
+        )
+    except SendFailed as exc:
+        raise SendFailed(str(exc).replace(token, "<token>"), permanent=exc.permanent, retry_after=exc.retry_after)
+    answer = response.json()
+    if not answer.get("ok"):
+        raise SendFailed(f"Telegram: {answer.get('description', 'not ok')}")
+
+
+def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=` + HMAC-SHA256 over "<timestamp>." + body: what receivers recompute to verify."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def webhook_send(channel: NotificationChannel, payload: dict, delivery_id: str) -> None:
+    secret = _secret(channel)
+    body = json.dumps({"type": f"escalation.{payload['event']}", "delivery": delivery_id, "data": payload}).encode()
+    timestamp = str(int(time.time()))
+    _post(
+        channel.target,
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Agency-Event": f"escalation.{payload['event']}",
+            "X-Agency-Delivery": delivery_id,
+            "X-Agency-Timestamp": timestamp,
+            "X-Agency-Signature": webhook_signature(secret, timestamp, body),
+        },
+    )
+
+
+def pagerduty_send(channel: NotificationChannel, payload: dict, delivery_id: str) -> None:
+    """Events API v2: trigger on opening and reminders, acknowledge, resolve; one `dedup_key` per episode."""
+    action = {"acknowledged": "acknowledge", "resolved": "resolve"}.get(payload["event"], "trigger")
+    event = {"routing_key": _secret(channel), "event_action": action, "dedup_key": payload["incident_key"]}
+    if action == "trigger":
+        event["payload"] = {
+            "summary": f"{headline(payload)}: {payload['task_title']}"[:PAGERDUTY_SUMMARY_MAX],
+            "source": "agency",
+            "severity": PAGERDUTY_SEVERITY.get(payload["severity"], "warning"),
+            "component": f"task-{payload['task_id']}",
+            "class": payload["reason"],
+            "custom_details": {k: payload.get(k) for k in ("detail", "error", "attempts", "reason")},
+        }
+        event["links"] = [{"href": payload["url"], "text": "Open in the operator inbox"}]
+    response = _post(channel.target or settings.PAGERDUTY_EVENTS_URL, json=event)
+    if response.json().get("status") != "success":
+        raise SendFailed(f"PagerDuty: {response.text[:200]}")
+
+
+SENDERS: dict[str, Callable[[NotificationChannel, dict, str], None]] = {
+    Kind.EMAIL: email_send,
+    Kind.SLACK: slack_send,
+    Kind.TELEGRAM: telegram_send,
+    Kind.WEBHOOK: webhook_send,
+    Kind.PAGERDUTY: pagerduty_send,
+}

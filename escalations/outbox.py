@@ -1,0 +1,257 @@
+"""The notification outbox (SPEC §7): routing, the relay and the escalation timers.
+
+Rows are written by `notifications_enqueue` inside the transaction that makes
+them necessary, so a rolled-back escalation never notifies anyone. The relay
+sends them after commit, from beat, the `relay_notifications` command or a
+kick after commit, in any number of processes at once:
+
+- A claim is one UPDATE that sets a fresh `claim_token` on due rows and
+  re-checks "due" itself, so two relays never both own a row, with or without
+  row locks (`skip_locked` only keeps PostgreSQL relays from waiting on each
+  other). Sending happens outside any transaction and lock.
+- Finishing a row is a compare-and-set on its claim token: a relay that
+  outlived its lease cannot overwrite the work of the relay that took over.
+- A row waits while an earlier row for the same channel and escalation is
+  unsent, so a "resolved" never overtakes its "opened" (PagerDuty would drop
+  the resolve and keep the incident open).
+"""
+
+import uuid
+from datetime import datetime, timedelta
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from escalations.channels import SendFailed, send
+from escalations.models import Escalation, EscalationEvent, Notification, NotificationChannel
+from tracing.context import trace_carrier, trace_continued
+
+logger = structlog.get_logger(__name__)
+Event = Notification.Event
+Status = Notification.Status
+
+# Events that only matter while nobody has picked the escalation up.
+WHILE_OPEN = frozenset({Event.REMINDER, Event.SECONDARY})
+# Events that tell someone about the escalation (later acknowledge/resolve go to them).
+TELLING = (Event.OPENED, Event.REMINDER, Event.SECONDARY)
+
+
+def channels_routed(*, severity: str, tier: str) -> list[NotificationChannel]:
+    """Active channels of `tier` that take escalations of `severity`."""
+    channels = NotificationChannel.objects.filter(active=True, tier=tier).order_by("pk")
+    return [channel for channel in channels if severity in (channel.severities or [])]
+
+
+def channels_told(*, escalation: Escalation) -> list[NotificationChannel]:
+    """Channels that were (or are about to be) told about this escalation."""
+    told = Notification.objects.filter(escalation=escalation, event__in=TELLING).exclude(status=Status.CANCELLED)
+    return list(NotificationChannel.objects.filter(pk__in=told.values("channel_id")).order_by("pk"))
+
+
+def message_payload(*, escalation: Escalation, event: str, **extra) -> dict:
+    """What the message says, frozen when the row is written (the relay may send it much later)."""
+    task = escalation.task
+    path = reverse("admin:escalations_escalation_change", args=[escalation.pk])
+    return {
+        "event": event,
+        "escalation_id": escalation.pk,
+        "incident_key": escalation.incident_key,
+        "task_id": task.pk,
+        "task_title": task.title,
+        "reason": escalation.reason,
+        "severity": escalation.severity,
+        "detail": escalation.detail,
+        "attempts": escalation.context.get("attempts", task.attempts),
+        "error": escalation.context.get("error") or "",
+        "url": settings.PUBLIC_BASE_URL.rstrip("/") + path,
+        **extra,
+    }
+
+
+def notifications_enqueue(
+    *, escalation: Escalation, event: str, channels: list[NotificationChannel], now: datetime | None = None, **extra
+) -> int:
+    """Queue one message per channel; a cause already queued for a channel is skipped (its dedup key).
+
+    Call inside the transaction that makes the message necessary. Returns the
+    number of channels asked for (the constraint, not this count, is the guarantee).
+    """
+    if not channels:
+        return 0
+    payload = message_payload(escalation=escalation, event=event, **extra)
+    due, carrier = now or timezone.now(), trace_carrier()
+    dedup_key = f"escalation-{escalation.pk}:{event}"
+    Notification.objects.bulk_create(
+        [
+            Notification(
+                channel=channel, escalation=escalation, event=event, dedup_key=dedup_key,
+                payload=payload, next_attempt_at=due, trace_context=carrier,
+            )  # fmt: skip
+            for channel in channels
+        ],
+        ignore_conflicts=True,
+    )
+    transaction.on_commit(relay_kick, robust=True)
+    return len(channels)
+
+
+def relay_kick() -> None:
+    """Ask a worker to relay now; if the broker is down, beat or the command will (rows wait in the table)."""
+    from escalations.tasks import relay
+
+    try:
+        relay.apply_async(retry=False)
+    except Exception as exc:  # noqa: BLE001 — any broker failure: the rows are safe in the table
+        logger.warning("relay_kick_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+# --- The relay ----------------------------------------------------------------------
+
+
+def _due(now: datetime) -> Q:
+    return Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(status=Status.SENDING, claimed_until__lt=now)
+
+
+def outbox_claim(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[Notification]]:
+    """Claim up to `limit` due rows for this relay; returns the claim token and the rows."""
+    token = uuid.uuid4()
+    earlier_unsent = Notification.objects.filter(
+        channel=OuterRef("channel"),
+        escalation=OuterRef("escalation"),
+        pk__lt=OuterRef("pk"),
+        status__in=[Status.PENDING, Status.SENDING],
+    )
+    with transaction.atomic():
+        candidates = (
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(_due(now))
+            .exclude(Exists(earlier_unsent))
+            .order_by("next_attempt_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        ids = list(candidates)
+        if not ids:
+            return token, []
+        Notification.objects.filter(_due(now), pk__in=ids).update(
+            status=Status.SENDING,
+            claim_token=token,
+            claimed_until=now + timedelta(seconds=settings.NOTIFY_CLAIM_SECONDS),
+            attempts=F("attempts") + 1,
+        )
+    rows = Notification.objects.filter(claim_token=token).select_related("channel", "escalation").order_by("pk")
+    return token, list(rows)
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Wait after the `attempts`-th failed send: base · 2^(attempts-1), capped."""
+    return float(min(settings.NOTIFY_BACKOFF_MAX_SECONDS, settings.NOTIFY_BACKOFF_BASE_SECONDS * 2 ** (attempts - 1)))
+
+
+def notification_send(*, notification: Notification, token: uuid.UUID, now: datetime) -> str:
+    """Send one claimed row and record the outcome; returns the row's new status."""
+    mine = Notification.objects.filter(pk=notification.pk, claim_token=token)
+    done = {"claim_token": None, "claimed_until": None}
+    if notification.event in WHILE_OPEN and notification.escalation.status != Escalation.Status.OPEN:
+        mine.update(status=Status.CANCELLED, last_error="The escalation was picked up before sending.", **done)
+        return Status.CANCELLED
+    channel = notification.channel
+    with trace_continued(notification.trace_context, f"notify {channel.kind}") as span:
+        span.set_attribute("agency.notification_id", notification.pk)
+        try:
+            send(channel, notification.payload, delivery_id=str(notification.pk))
+        except SendFailed as exc:
+            error = str(exc)[:2000]
+            if exc.permanent or notification.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
+                mine.update(status=Status.DEAD, last_error=error, **done)
+                logger.error("notification_dead", notification_id=notification.pk, channel=channel.name, error=error)
+                return Status.DEAD
+            wait = max(backoff_seconds(notification.attempts), exc.retry_after or 0)
+            mine.update(status=Status.PENDING, next_attempt_at=now + timedelta(seconds=wait), last_error=error, **done)
+            logger.warning(
+                "notification_retry", notification_id=notification.pk, channel=channel.name, error=error, wait_s=wait
+            )
+            return Status.PENDING
+    mine.update(status=Status.SENT, sent_at=timezone.now(), last_error="", **done)
+    logger.info("notification_sent", notification_id=notification.pk, channel=channel.name, event=notification.event)
+    return Status.SENT
+
+
+def outbox_relay(*, now: datetime | None = None, limit: int | None = None, on_row=None) -> dict[str, int]:
+    """Send due rows, batch by batch, until none is due or `limit` rows were handled.
+
+    Safe to run in several processes at once. `now` is for a controlled clock
+    in tests; `on_row(status)` is called after each row (progress bars).
+    """
+    counts = {status: 0 for status in (Status.SENT, Status.PENDING, Status.DEAD, Status.CANCELLED)}
+    handled = 0
+    while limit is None or handled < limit:
+        batch = settings.NOTIFY_BATCH_SIZE if limit is None else min(settings.NOTIFY_BATCH_SIZE, limit - handled)
+        token, rows = outbox_claim(now=now or timezone.now(), limit=batch)
+        if not rows:
+            break
+        for row in rows:
+            status = notification_send(notification=row, token=token, now=now or timezone.now())
+            counts[status] += 1
+            handled += 1
+            if on_row is not None:
+                on_row(status)
+    return {"sent": counts[Status.SENT], "retry_later": counts[Status.PENDING],
+            "dead": counts[Status.DEAD], "cancelled": counts[Status.CANCELLED]}  # fmt: skip
+
+
+def notification_requeue(*, notification: Notification, now: datetime | None = None) -> bool:
+    """Give a dead row a fresh set of attempts (after an operator fixed the channel)."""
+    return bool(
+        Notification.objects.filter(pk=notification.pk, status=Status.DEAD).update(
+            status=Status.PENDING, attempts=0, next_attempt_at=now or timezone.now()
+        )
+    )
+
+
+# --- Timers ---------------------------------------------------------------------------
+
+
+def escalation_timers_run(*, now: datetime | None = None) -> dict[str, int]:
+    """Re-notify open escalations nobody acknowledged in time; hand older ones to the secondary channels.
+
+    Each step is a compare-and-set on the escalation (`reminded_at`,
+    `secondary_at`) in the same transaction as its outbox rows, so concurrent
+    runs act once. Acknowledged and resolved escalations are left alone.
+    """
+    now = now or timezone.now()
+    steps = [
+        ("reminded_at", Event.REMINDER, NotificationChannel.Tier.PRIMARY, settings.ESCALATION_REMIND_AFTER_MINUTES),
+        ("secondary_at", Event.SECONDARY, NotificationChannel.Tier.SECONDARY,
+         settings.ESCALATION_SECONDARY_AFTER_MINUTES),
+    ]  # fmt: skip
+    counts = {}
+    for field, event, tier, minutes in steps:
+        late = Escalation.objects.filter(
+            status=Escalation.Status.OPEN, created_at__lte=now - timedelta(minutes=minutes), **{f"{field}__isnull": True}
+        ).select_related("task")
+        counts[event] = 0
+        for escalation in late[: settings.NOTIFY_BATCH_SIZE * 10]:
+            with transaction.atomic():
+                claimed = Escalation.objects.filter(
+                    pk=escalation.pk, status=Escalation.Status.OPEN, **{f"{field}__isnull": True}
+                ).update(**{field: now})
+                if not claimed:
+                    continue
+                EscalationEvent.objects.create(escalation=escalation, kind=event, actor="timer")
+                notifications_enqueue(
+                    escalation=escalation,
+                    event=event,
+                    channels=channels_routed(severity=escalation.severity, tier=tier),
+                    now=now,
+                )
+                counts[event] += 1
+    return {"reminded": counts[Event.REMINDER], "sent_to_secondary": counts[Event.SECONDARY]}
+
+
+def notifications_relay() -> dict:
+    """The cycle's notification step: fire due timers, then relay what is due."""
+    return escalation_timers_run() | outbox_relay()
