@@ -38,10 +38,18 @@ TELEGRAM_TEXT_MAX = 4096
 
 
 class SendFailed(Exception):
-    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        response: httpx.Response | None = None,
+    ):
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.response = response
 
 
 _client: httpx.Client | None = None
@@ -125,6 +133,14 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _json(response: httpx.Response) -> dict:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
 def _post(url: str, *, headers: dict[str, str] | None = None, **kwargs) -> httpx.Response:
     try:
         response = http_client().post(url, headers={**trace_carrier(), **(headers or {})}, **kwargs)
@@ -137,6 +153,7 @@ def _post(url: str, *, headers: dict[str, str] | None = None, **kwargs) -> httpx
             f"HTTP {response.status_code}: {response.text[:300]}",
             permanent=response.status_code in PERMANENT_STATUSES,
             retry_after=_retry_after(response),
+            response=response,
         )
     return response
 
@@ -194,8 +211,13 @@ def telegram_send(channel: NotificationChannel, payload: dict, delivery_id: str)
             },
         )
     except SendFailed as exc:
-        raise SendFailed(str(exc).replace(token, "<token>"), permanent=exc.permanent, retry_after=exc.retry_after)
-    answer = response.json()
+        # The bot token is part of the URL: keep it out of the stored error.
+        retry_after = exc.retry_after
+        if exc.response is not None and exc.response.status_code == 429:
+            retry_after = _json(exc.response).get("parameters", {}).get("retry_after", retry_after)
+        message = str(exc).replace(token, "<token>")
+        raise SendFailed(message, permanent=exc.permanent, retry_after=retry_after) from None
+    answer = _json(response)
     if not answer.get("ok"):
         raise SendFailed(f"Telegram: {answer.get('description', 'not ok')}")
 
@@ -237,7 +259,7 @@ def pagerduty_send(channel: NotificationChannel, payload: dict, delivery_id: str
         }
         event["links"] = [{"href": payload["url"], "text": "Open in the operator inbox"}]
     response = _post(channel.target or settings.PAGERDUTY_EVENTS_URL, json=event)
-    if response.json().get("status") != "success":
+    if _json(response).get("status") != "success":
         raise SendFailed(f"PagerDuty: {response.text[:200]}")
 
 

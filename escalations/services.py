@@ -113,8 +113,10 @@ def escalation_acknowledge(*, escalation: Escalation, actor: str) -> Escalation:
 def escalation_assign(*, escalation: Escalation, assignee, actor: str) -> Escalation:
     """Give the escalation to an operator (or to nobody with `assignee=None`)."""
     with transaction.atomic():
-        if not Escalation.objects.filter(pk=escalation.pk).exclude(status=Escalation.Status.RESOLVED).update(
-            assignee=assignee
+        if (
+            not Escalation.objects.filter(pk=escalation.pk)
+            .exclude(status=Escalation.Status.RESOLVED)
+            .update(assignee=assignee)
         ):
             raise EscalationConflict("A resolved escalation cannot be reassigned.", existing_id=escalation.pk)
         name = assignee.get_username() if assignee is not None else "nobody"
