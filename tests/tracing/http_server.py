@@ -2,32 +2,43 @@
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# (status, headers, body) for a recorded request
+Answer = tuple[int, dict[str, str], bytes]
 
 
 class RecordingServer:
-    def __init__(self, status: int = 200, body: dict | None = None):
+    """Records every request; answers `status` + JSON `body`, or whatever `respond(request)` returns."""
+
+    def __init__(self, status: int = 200, body: dict | None = None, respond: Callable[[dict], Answer] | None = None):
         self.requests: list[dict] = []
         self.status = status
         self.body = json.dumps(body or {"ok": True}).encode()
+        self.respond = respond
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                recorder.requests.append(
-                    {
-                        "method": self.command,
-                        "path": self.path,
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "body": self.rfile.read(length) if length else b"",
-                    }
-                )
-                self.send_response(recorder.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(recorder.body)))
+                request = {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": self.rfile.read(length) if length else b"",
+                }
+                recorder.requests.append(request)
+                if recorder.respond is not None:
+                    status, headers, body = recorder.respond(request)
+                else:
+                    status, headers, body = recorder.status, {"Content-Type": "application/json"}, recorder.body
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(recorder.body)
+                self.wfile.write(body)
 
             do_GET = do_POST = _answer
 

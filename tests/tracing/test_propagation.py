@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.test import Client
 
+from agency.cycle import CYCLE_STEPS
 from agency.models import ApiKey
 from tests.tracing.http_server import RecordingServer, plain_get
 from tests.tracing.test_traceparent import TRACEPARENT_RE
@@ -97,9 +98,11 @@ def test_it_keeps_the_request_trace_in_eager_tasks(issue_key, log_lines):
     response = client.post("/api/v1/cycles", HTTP_TRACEPARENT=header)
     assert response.status_code == 202
     lines = log_lines()
-    [step] = [line for line in lines if line.get("event") == "cycle_step_finished"]
-    assert step["trace_id"] == trace_id
-    assert step["request_id"] == response.headers["X-Request-ID"]
+    steps = [line for line in lines if line.get("event") == "cycle_step_finished"]
+    assert len(steps) == len(CYCLE_STEPS)
+    for step in steps:
+        assert step["trace_id"] == trace_id
+        assert step["request_id"] == response.headers["X-Request-ID"]
     [finished] = [line for line in lines if line.get("event") == "request_finished"]
     assert finished["request_id"] == response.headers["X-Request-ID"]  # not wiped by the task
 
