@@ -16,6 +16,7 @@ kick after commit, in any number of processes at once:
   the resolve and keep the incident open).
 """
 
+import contextvars
 import uuid
 from datetime import datetime, timedelta
 
@@ -104,10 +105,16 @@ def notifications_enqueue(
     return len(channels)
 
 
+# Set while this thread relays: rows it queues itself (timers) need no extra kick.
+_relaying = contextvars.ContextVar("relaying", default=False)
+
+
 def relay_kick() -> None:
     """Ask a worker to relay now; if the broker is down, beat or the command will (rows wait in the table)."""
     from escalations.tasks import relay
 
+    if _relaying.get():
+        return
     try:
         relay.apply_async(retry=False)
     except Exception as exc:  # any broker failure: the rows are safe in the table
@@ -119,6 +126,10 @@ def relay_kick() -> None:
 
 def _due(now: datetime) -> Q:
     return Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(status=Status.SENDING, claimed_until__lt=now)
+
+
+def outbox_due_count(*, now: datetime) -> int:
+    return Notification.objects.filter(_due(now)).count()
 
 
 def outbox_claim(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[Notification]]:
@@ -157,12 +168,23 @@ def backoff_seconds(attempts: int) -> float:
 
 
 def notification_send(*, notification: Notification, token: uuid.UUID, now: datetime) -> str:
-    """Send one claimed row and record the outcome; returns the row's new status."""
+    """Send one claimed row and record the outcome.
+
+    Returns "sent", "retry_later", "dead", "cancelled", or "lost" when this
+    relay's claim ran out and another relay took the row over (then nothing
+    is sent here). The lease is renewed just before sending, so a long batch
+    never sends a row whose claim has passed to someone else; only a single
+    send outlasting the whole lease could, which the timeouts rule out.
+    """
     mine = Notification.objects.filter(pk=notification.pk, claim_token=token)
+    lease = timedelta(seconds=settings.NOTIFY_CLAIM_SECONDS)
+    if not mine.filter(claimed_until__gt=now).update(claimed_until=now + lease):
+        logger.warning("notification_claim_lost", notification_id=notification.pk)
+        return "lost"
     done = {"claim_token": None, "claimed_until": None}
     if notification.event in WHILE_OPEN and notification.escalation.status != Escalation.Status.OPEN:
         mine.update(status=Status.CANCELLED, last_error="The escalation was picked up before sending.", **done)
-        return Status.CANCELLED
+        return "cancelled"
     channel = notification.channel
     with trace_continued(notification.trace_context, f"notify {channel.kind}") as span:
         span.set_attribute("agency.notification_id", notification.pk)
@@ -173,25 +195,25 @@ def notification_send(*, notification: Notification, token: uuid.UUID, now: date
             if exc.permanent or notification.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
                 mine.update(status=Status.DEAD, last_error=error, **done)
                 logger.error("notification_dead", notification_id=notification.pk, channel=channel.name, error=error)
-                return Status.DEAD
+                return "dead"
             wait = max(backoff_seconds(notification.attempts), exc.retry_after or 0)
             mine.update(status=Status.PENDING, next_attempt_at=now + timedelta(seconds=wait), last_error=error, **done)
             logger.warning(
                 "notification_retry", notification_id=notification.pk, channel=channel.name, error=error, wait_s=wait
             )
-            return Status.PENDING
+            return "retry_later"
     mine.update(status=Status.SENT, sent_at=timezone.now(), last_error="", **done)
-    logger.info("notification_sent", notification_id=notification.pk, channel=channel.name, event=notification.event)
-    return Status.SENT
+    logger.info("notification_sent", notification_id=notification.pk, channel=channel.name, kind=notification.event)
+    return "sent"
 
 
 def outbox_relay(*, now: datetime | None = None, limit: int | None = None, on_row=None) -> dict[str, int]:
     """Send due rows, batch by batch, until none is due or `limit` rows were handled.
 
     Safe to run in several processes at once. `now` is for a controlled clock
-    in tests; `on_row(status)` is called after each row (progress bars).
+    in tests; `on_row(outcome)` is called after each row (progress bars).
     """
-    counts = dict.fromkeys((Status.SENT, Status.PENDING, Status.DEAD, Status.CANCELLED), 0)
+    counts = dict.fromkeys(("sent", "retry_later", "dead", "cancelled", "lost"), 0)
     handled = 0
     while limit is None or handled < limit:
         batch = settings.NOTIFY_BATCH_SIZE if limit is None else min(settings.NOTIFY_BATCH_SIZE, limit - handled)
@@ -199,13 +221,12 @@ def outbox_relay(*, now: datetime | None = None, limit: int | None = None, on_ro
         if not rows:
             break
         for row in rows:
-            status = notification_send(notification=row, token=token, now=now or timezone.now())
-            counts[status] += 1
+            outcome = notification_send(notification=row, token=token, now=now or timezone.now())
+            counts[outcome] += 1
             handled += 1
             if on_row is not None:
-                on_row(status)
-    return {"sent": counts[Status.SENT], "retry_later": counts[Status.PENDING],
-            "dead": counts[Status.DEAD], "cancelled": counts[Status.CANCELLED]}  # fmt: skip
+                on_row(outcome)
+    return counts
 
 
 def notification_requeue(*, notification: Notification, now: datetime | None = None) -> bool:
@@ -260,4 +281,8 @@ def escalation_timers_run(*, now: datetime | None = None) -> dict[str, int]:
 
 def notifications_relay() -> dict:
     """The cycle's notification step: fire due timers, then relay what is due."""
-    return escalation_timers_run() | outbox_relay()
+    marker = _relaying.set(True)
+    try:
+        return escalation_timers_run() | outbox_relay()
+    finally:
+        _relaying.reset(marker)

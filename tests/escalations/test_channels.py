@@ -1,0 +1,224 @@
+"""Each notification channel against a local server speaking its wire format (SPEC §7).
+
+Every test goes the whole way: `escalation_open` writes the outbox rows, the
+relay sends them, and the local server sees what the real service would.
+"""
+
+import email
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from escalations.models import Notification
+from escalations.outbox import outbox_relay
+from escalations.services import escalation_acknowledge, escalation_open, escalation_resolve
+from tests.agency.factories import TaskFactory
+from tests.escalations import fakes
+from tests.escalations.factories import ChannelFactory
+from tests.tracing.test_traceparent import TRACEPARENT_RE
+from tracing.context import trace_started
+
+pytestmark = pytest.mark.django_db
+
+NASTY_TITLE = "Fix <!channel> & <script>alert(1)</script> <https://evil.example|click>"
+
+
+def escalate(title: str = "Reconcile the ledger", high_value: bool = False, reason: str = "attempts_exhausted"):
+    task = TaskFactory(status="processing", title=title, is_high_value=high_value, attempts=3, last_error="boom")
+    with trace_started("test open"):
+        escalation, _ = escalation_open(task=task, reason=reason, actor="pipeline", detail="Tried 3 times")
+    return escalation
+
+
+def relay() -> dict:
+    with trace_started("test relay"):  # a trace of its own: sending must continue the stored one instead
+        return outbox_relay()
+
+
+def only_row() -> Notification:
+    [row] = Notification.objects.all()
+    return row
+
+
+def test_it_emails_operators_over_smtp_with_the_escalations_trace(smtp_inbox):
+    ChannelFactory(kind="email", target="ops@example.com, lead@example.com")
+    escalation = escalate(title="Q3 books <draft>")
+    assert relay()["sent"] == 1
+    [envelope] = smtp_inbox.messages
+    assert sorted(envelope.rcpt_tos) == ["lead@example.com", "ops@example.com"]
+    message = email.message_from_bytes(envelope.content)
+    assert f"Escalation #{escalation.pk}" in message["Subject"]
+    body = message.get_payload(decode=True).decode()
+    assert "Task: Q3 books <draft>" in body and "Detail: Tried 3 times" in body and "Last error: boom" in body
+    assert message["X-Agency-Delivery"] == str(only_row().pk)
+    assert TRACEPARENT_RE.match(message["traceparent"]).group(1) == escalation.trace_id != ""
+
+
+def test_it_marks_an_email_dead_when_the_server_refuses_every_recipient(smtp_inbox):
+    ChannelFactory(kind="email", target="nobody@refused.example")
+    escalate()
+    assert relay()["dead"] == 1
+    row = only_row()
+    assert (row.status, row.attempts) == ("dead", 1)
+    assert "refused" in row.last_error.lower()
+
+
+def test_it_posts_to_slack_with_user_content_escaped_for_mrkdwn():
+    with fakes.slack() as server:
+        ChannelFactory(kind="slack", target=f"{server.url}/services/T000/B000/XXXX")
+        escalation = escalate(title=NASTY_TITLE)
+        assert relay()["sent"] == 1
+    [message] = fakes.json_bodies(server)
+    assert server.requests[0]["path"] == "/services/T000/B000/XXXX"
+    section = message["blocks"][1]["text"]["text"]
+    for text in (message["text"], section):
+        assert "&lt;!channel&gt; &amp; &lt;script&gt;" in text and "&lt;https://evil.example|click&gt;" in text
+        assert "<!channel>" not in text and "<https://" not in text
+    assert message["blocks"][0]["text"]["text"].startswith(f"Escalation #{escalation.pk}")
+    assert TRACEPARENT_RE.match(server.requests[0]["headers"]["traceparent"]).group(1) == escalation.trace_id
+
+
+def test_it_reads_the_slack_webhook_url_from_the_named_variable(monkeypatch):
+    with fakes.slack() as server:
+        monkeypatch.setenv("TEST_SLACK_URL", f"{server.url}/services/secret")
+        ChannelFactory(kind="slack", target="", secret_env="TEST_SLACK_URL")
+        escalate()
+        assert relay()["sent"] == 1
+    assert server.requests[0]["path"] == "/services/secret"
+
+
+def test_it_gives_up_on_a_slack_webhook_that_no_longer_exists():
+    with fakes.slack(status=404, text="no_service") as server:
+        ChannelFactory(kind="slack", target=server.url)
+        escalate()
+        assert relay()["dead"] == 1
+    row = only_row()
+    assert row.attempts == 1 and "no_service" in row.last_error
+
+
+@pytest.fixture
+def telegram_channel(settings, monkeypatch):
+    def make(server):
+        settings.TELEGRAM_API_BASE = server.url
+        monkeypatch.setenv("TEST_TELEGRAM_TOKEN", fakes.TELEGRAM_TOKEN)
+        return ChannelFactory(kind="telegram", target="-1001234567890", secret_env="TEST_TELEGRAM_TOKEN")
+
+    return make
+
+
+def test_it_sends_telegram_html_the_bot_api_can_parse(telegram_channel):
+    with fakes.telegram() as server:
+        telegram_channel(server)
+        escalation = escalate(title=NASTY_TITLE)
+        assert relay()["sent"] == 1
+    [message] = fakes.json_bodies(server)
+    assert message["chat_id"] == "-1001234567890" and message["parse_mode"] == "HTML"
+    assert message["text"].startswith(f"<b>Escalation #{escalation.pk}")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message["text"] and "<script>" not in message["text"]
+
+
+def test_the_fake_telegram_refuses_unescaped_html_as_the_real_one_does(telegram_channel):
+    """Guards the test above: unescaped user HTML would have been refused, not silently accepted."""
+    with fakes.telegram() as server:
+        response = httpx.post(
+            f"{server.url}/bot{fakes.TELEGRAM_TOKEN}/sendMessage",
+            json={"chat_id": "1", "text": "<b>x</b> <script>alert(1)</script>", "parse_mode": "HTML"},
+        )
+    assert response.status_code == 400 and "Unsupported start tag" in response.json()["description"]
+
+
+def test_it_waits_as_long_as_telegram_asks_and_keeps_the_token_out_of_errors(telegram_channel):
+    with fakes.telegram(fail_with=fakes.telegram_too_many_requests(90)) as server:
+        telegram_channel(server)
+        escalate()
+        before = timezone.now()
+        assert relay()["retry_later"] == 1
+    row = only_row()
+    assert row.status == "pending" and row.next_attempt_at >= before + timedelta(seconds=90)
+    assert "Too Many Requests" in row.last_error and fakes.TELEGRAM_TOKEN not in row.last_error
+
+
+def test_it_gives_up_on_a_refused_telegram_token_without_storing_it(telegram_channel, monkeypatch):
+    with fakes.telegram() as server:
+        telegram_channel(server)
+        monkeypatch.setenv("TEST_TELEGRAM_TOKEN", "999:wrong-token")
+        escalate()
+        assert relay()["dead"] == 1
+    assert "999:wrong-token" not in only_row().last_error and "401" in only_row().last_error
+
+
+def test_it_signs_webhooks_over_timestamp_and_body(monkeypatch):
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", fakes.WEBHOOK_SECRET)
+    with fakes.webhook() as server:
+        ChannelFactory(kind="webhook", target=f"{server.url}/hooks/agency", secret_env="TEST_WEBHOOK_SECRET")
+        escalation = escalate(title=NASTY_TITLE)
+        assert relay()["sent"] == 1
+    [request] = server.requests
+    assert fakes.webhook_signature_valid(request)
+    body = json.loads(request["body"])
+    assert body["type"] == "escalation.opened" == request["headers"]["x-agency-event"]
+    assert body["data"]["task_title"] == NASTY_TITLE  # JSON carries it verbatim
+    assert body["data"]["escalation_id"] == escalation.pk
+    assert request["headers"]["x-agency-delivery"] == str(only_row().pk) == body["delivery"]
+
+
+def test_a_webhook_signed_with_another_secret_is_refused_and_not_retried(monkeypatch):
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", "not-the-receivers-secret")
+    with fakes.webhook() as server:
+        ChannelFactory(kind="webhook", target=server.url, secret_env="TEST_WEBHOOK_SECRET")
+        escalate()
+        assert relay()["dead"] == 1
+    assert len(server.requests) == 1 and "HTTP 401" in only_row().last_error
+
+
+def test_it_marks_a_channel_whose_secret_is_not_set_dead(monkeypatch):
+    monkeypatch.delenv("TEST_UNSET_SECRET", raising=False)
+    ChannelFactory(kind="webhook", target="http://127.0.0.1:9/", secret_env="TEST_UNSET_SECRET")
+    escalate()
+    assert relay()["dead"] == 1
+    assert "TEST_UNSET_SECRET" in only_row().last_error
+
+
+@pytest.fixture
+def pagerduty_server(settings, monkeypatch):
+    monkeypatch.setenv("TEST_PD_KEY", fakes.PAGERDUTY_ROUTING_KEY)
+    with fakes.pagerduty() as server:
+        settings.PAGERDUTY_EVENTS_URL = f"{server.url}/v2/enqueue"
+        ChannelFactory(kind="pagerduty", target="", secret_env="TEST_PD_KEY", severities=["high"])
+        yield server
+
+
+def test_pagerduty_trigger_acknowledge_and_resolve_share_the_episodes_dedup_key(pagerduty_server):
+    escalation = escalate(high_value=True)
+    relay()
+    escalation_acknowledge(escalation=escalation, actor="op")
+    relay()
+    escalation_resolve(escalation=escalation, resolution="retried", actor="op")
+    relay()
+    events = fakes.json_bodies(pagerduty_server)
+    assert [e["event_action"] for e in events] == ["trigger", "acknowledge", "resolve"]
+    assert {e["dedup_key"] for e in events} == {escalation.incident_key}
+    assert events[0]["payload"]["severity"] == "critical"
+    assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_pagerduty_gets_a_new_dedup_key_for_a_new_episode(pagerduty_server):
+    first = escalate(high_value=True, reason="high_value_failure")
+    escalation_resolve(escalation=first, resolution="retried", actor="op")
+    second, _ = escalation_open(task=first.task, reason="high_value_failure", actor="pipeline")
+    relay()
+    events = fakes.json_bodies(pagerduty_server)
+    assert first.incident_key != second.incident_key
+    # In order per incident (a resolve never overtakes its trigger); incidents interleave freely.
+    assert [e["event_action"] for e in events if e["dedup_key"] == first.incident_key] == ["trigger", "resolve"]
+    assert [e["event_action"] for e in events if e["dedup_key"] == second.incident_key] == ["trigger"]
+    assert len(events) == 3
+
+
+def test_pagerduty_is_told_only_about_the_severities_routed_to_it(pagerduty_server):
+    escalate(high_value=False)
+    assert relay()["sent"] == 0
+    assert not pagerduty_server.requests

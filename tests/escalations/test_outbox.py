@@ -1,0 +1,242 @@
+"""The notification outbox: routing, transactions, the relay's claims and retries, timers (SPEC §7)."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
+
+from escalations.models import Escalation, Notification
+from escalations.outbox import escalation_timers_run, outbox_claim, outbox_relay
+from escalations.services import escalation_acknowledge, escalation_open, escalation_resolve
+from tests.agency.factories import TaskFactory
+from tests.concurrency import run_at_once
+from tests.escalations import fakes
+from tests.escalations.factories import ChannelFactory
+from tests.tracing.http_server import RecordingServer
+
+
+@pytest.fixture
+def signed(monkeypatch):
+    """Webhook channels pointing at a local receiver that checks signatures."""
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", fakes.WEBHOOK_SECRET)
+
+    def make(server: RecordingServer, **fields):
+        return ChannelFactory(kind="webhook", target=server.url, secret_env="TEST_WEBHOOK_SECRET", **fields)
+
+    return make
+
+
+def escalate(high_value: bool = False, reason: str = "attempts_exhausted") -> Escalation:
+    task = TaskFactory(status="processing", is_high_value=high_value)
+    return escalation_open(task=task, reason=reason, actor="pipeline")[0]
+
+
+def deliveries(server: RecordingServer) -> list[str]:
+    return [request["headers"]["x-agency-delivery"] for request in server.requests]
+
+
+@pytest.mark.django_db
+def test_it_queues_one_row_per_primary_channel_that_takes_the_severity(signed):
+    with fakes.webhook() as server:
+        everything = signed(server)
+        high_only = signed(server, severities=["high"])
+        signed(server, active=False)
+        signed(server, tier="secondary")
+        normal = escalate(high_value=False)
+        high = escalate(high_value=True)
+    rows = set(Notification.objects.values_list("escalation_id", "channel_id", "event", "status"))
+    assert rows == {
+        (normal.pk, everything.pk, "opened", "pending"),
+        (high.pk, everything.pk, "opened", "pending"),
+        (high.pk, high_only.pk, "opened", "pending"),
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_sent_when_the_surrounding_transaction_rolls_back(signed):
+    with fakes.webhook() as server:
+        signed(server)
+        task = TaskFactory(status="processing")
+        with pytest.raises(RuntimeError), transaction.atomic():
+            escalation_open(task=task, reason="attempts_exhausted", actor="pipeline")
+            raise RuntimeError("the caller fails after escalating")
+        assert outbox_relay() == dict.fromkeys(("sent", "retry_later", "dead", "cancelled", "lost"), 0)
+    assert not server.requests
+    assert not Escalation.objects.exists() and not Notification.objects.exists()
+    task.refresh_from_db()
+    assert task.status == "processing"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_relays_right_after_commit_without_waiting_for_beat(signed):
+    """The embedded default (eager Celery): the commit's kick runs the relay in-process."""
+    with fakes.webhook() as server:
+        signed(server)
+        escalate()
+    assert len(server.requests) == 1
+    assert Notification.objects.get().status == "sent"
+
+
+@pytest.mark.django_db
+def test_it_retries_a_failing_channel_with_exponential_backoff_then_marks_it_dead(signed, settings):
+    settings.NOTIFY_MAX_ATTEMPTS, settings.NOTIFY_BACKOFF_BASE_SECONDS = 4, 30
+    with fakes.webhook(status=500) as server:
+        signed(server)
+        escalate()
+        clock = timezone.now()
+        waits = []
+        for _ in range(3):
+            assert outbox_relay(now=clock)["retry_later"] == 1
+            row = Notification.objects.get()
+            waits.append((row.next_attempt_at - clock).total_seconds())
+            assert outbox_relay(now=row.next_attempt_at - timedelta(seconds=1))["retry_later"] == 0  # not yet due
+            clock = row.next_attempt_at
+        assert outbox_relay(now=clock)["dead"] == 1
+        assert outbox_relay(now=clock + timedelta(days=1)) == dict.fromkeys(
+            ("sent", "retry_later", "dead", "cancelled", "lost"), 0
+        )
+    assert waits == [30, 60, 120]
+    row = Notification.objects.get()
+    assert (row.status, row.attempts, len(server.requests)) == ("dead", 4, 4)
+    assert "HTTP 500" in row.last_error
+
+
+@pytest.mark.django_db
+def test_a_requeued_dead_row_goes_out_once_the_channel_works(signed, settings):
+    from escalations.outbox import notification_requeue
+
+    settings.NOTIFY_MAX_ATTEMPTS = 1
+    with fakes.webhook(status=503) as broken:
+        channel = signed(broken)
+        escalate()
+        assert outbox_relay()["dead"] == 1
+    with fakes.webhook() as fixed:
+        channel.target = fixed.url
+        channel.save()
+        assert notification_requeue(notification=Notification.objects.get())
+        assert outbox_relay()["sent"] == 1
+    assert len(fixed.requests) == 1
+
+
+@pytest.mark.django_db
+def test_a_resolution_never_overtakes_the_message_that_opened_it(signed, settings):
+    with fakes.webhook(status=500) as down:
+        channel = signed(down)
+        escalation = escalate()
+        outbox_relay()  # "opened" fails and waits for its retry
+        escalation_resolve(escalation=escalation, resolution="dismissed", actor="op")
+        assert outbox_relay()["sent"] == 0  # "resolved" is due but must wait behind "opened"
+    with fakes.webhook() as up:
+        channel.target = up.url
+        channel.save()
+        later = timezone.now() + timedelta(hours=1)
+        assert outbox_relay(now=later)["sent"] == 2
+    assert [r["headers"]["x-agency-event"] for r in up.requests] == ["escalation.opened", "escalation.resolved"]
+
+
+@pytest.mark.django_db
+def test_a_row_held_by_a_relay_that_died_is_taken_over_after_its_lease_and_sent_once(signed, settings):
+    settings.NOTIFY_CLAIM_SECONDS = 120
+    with fakes.webhook() as server:
+        signed(server)
+        escalate()
+        start = timezone.now()
+        stale_token, [stale_row] = outbox_claim(now=start, limit=10)  # a relay claims, then hangs
+        assert outbox_relay(now=start + timedelta(seconds=60))["sent"] == 0  # still its lease
+        assert outbox_relay(now=start + timedelta(seconds=121))["sent"] == 1  # taken over
+        # The hung relay wakes up: its claim is gone, so it sends nothing and changes nothing.
+        from escalations.outbox import notification_send
+
+        assert notification_send(notification=stale_row, token=stale_token, now=start + timedelta(seconds=5)) == "lost"
+    row = Notification.objects.get()
+    assert (row.status, row.attempts, len(server.requests)) == ("sent", 2, 1)
+
+
+@pytest.mark.django_db
+def test_timers_remind_at_thirty_minutes_and_go_secondary_at_two_hours(signed, settings):
+    settings.ESCALATION_REMIND_AFTER_MINUTES, settings.ESCALATION_SECONDARY_AFTER_MINUTES = 30, 120
+    with fakes.webhook() as server:
+        primary = signed(server)
+        secondary = signed(server, tier="secondary")
+        escalation = escalate()
+        opened = escalation.created_at
+
+        def events_at(minutes: float) -> list[tuple[str, int]]:
+            escalation_timers_run(now=opened + timedelta(minutes=minutes))
+            outbox_relay(now=opened + timedelta(minutes=minutes))
+            rows = Notification.objects.filter(status="sent").order_by("pk")
+            return [(row.event, row.channel_id) for row in rows]
+
+        assert events_at(29.9) == [("opened", primary.pk)]
+        assert events_at(30) == [("opened", primary.pk), ("reminder", primary.pk)]
+        assert events_at(119) == [("opened", primary.pk), ("reminder", primary.pk)]
+        assert events_at(120) == [("opened", primary.pk), ("reminder", primary.pk), ("secondary", secondary.pk)]
+        assert events_at(600) == events_at(120)  # each timer fires once
+    assert len(server.requests) == 3
+
+
+@pytest.mark.django_db
+def test_timers_stay_quiet_once_the_escalation_is_acknowledged(signed):
+    with fakes.webhook() as server:
+        signed(server)
+        signed(server, tier="secondary")
+        escalation = escalate()
+        outbox_relay()
+        escalation_acknowledge(escalation=escalation, actor="op")
+        fired = escalation_timers_run(now=escalation.created_at + timedelta(hours=5))
+        outbox_relay(now=escalation.created_at + timedelta(hours=5))
+    assert fired == {"reminded": 0, "sent_to_secondary": 0}
+    assert [r["headers"]["x-agency-event"] for r in server.requests] == ["escalation.opened"]
+
+
+@pytest.mark.django_db
+def test_a_reminder_queued_before_the_acknowledgement_is_cancelled_not_sent(signed):
+    with fakes.webhook() as server:
+        signed(server)
+        escalation = escalate()
+        outbox_relay()
+        escalation_timers_run(now=escalation.created_at + timedelta(minutes=31))
+        escalation_acknowledge(escalation=escalation, actor="op")  # before the relay got to the reminder
+        assert outbox_relay(now=escalation.created_at + timedelta(minutes=31))["cancelled"] == 1
+    assert len(server.requests) == 1
+    assert Notification.objects.get(event="reminder").status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_the_command_relays_due_rows_and_reports_what_happened(signed):
+    with fakes.webhook() as server:
+        signed(server)
+        for _ in range(3):
+            escalate()
+        out = StringIO()
+        call_command("relay_notifications", "--limit", "2", stdout=out)
+        assert "Due notifications: 3." in out.getvalue() and "Relayed: 2 sent" in out.getvalue()
+        out = StringIO()
+        call_command("relay_notifications", stdout=out)
+        assert "Relayed: 1 sent" in out.getvalue()
+        call_command("relay_notifications", stdout=StringIO())  # again: nothing left, nothing resent
+    assert len(set(deliveries(server))) == len(server.requests) == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_relays_at_once_send_each_of_200_rows_exactly_once(signed, settings):
+    settings.NOTIFY_BATCH_SIZE = 1  # a claim per row: the relays contend on every row (a naive claim double-sends here)
+    with fakes.webhook(status=503) as server:  # down while the rows are written: they all wait
+        signed(server)
+        signed(server)
+        for _ in range(100):
+            escalate()
+        assert Notification.objects.filter(status="pending").count() == 200
+        server.requests.clear()
+        server.respond = fakes.webhook_receiver(204)  # back up
+        later = timezone.now() + timedelta(hours=1)
+        results = run_at_once(2, lambda i: outbox_relay(now=later))
+    sent = [result["sent"] for result in results]
+    assert sum(sent) == 200 and all(sent), sent  # both relays did part of the work
+    assert len(server.requests) == 200
+    assert len(set(deliveries(server))) == 200
+    assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
