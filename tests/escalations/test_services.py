@@ -7,7 +7,8 @@ from django.db import DatabaseError, connection
 
 from agency.models import Task, TaskEvent
 from agency.services.delivery import deliverable_add
-from escalations.models import Escalation, EscalationEvent
+from escalations.models import Escalation, EscalationEvent, Notification
+from escalations.outbox import outbox_relay
 from escalations.services import (
     EscalationConflict,
     escalation_acknowledge,
@@ -17,6 +18,8 @@ from escalations.services import (
 )
 from tests.agency.factories import TaskFactory
 from tests.concurrency import run_at_once
+from tests.escalations import fakes
+from tests.escalations.factories import ChannelFactory
 
 # (attempts exhausted?, high value?, error?) → expected decision, written from SPEC §7.
 TABLE = {
@@ -66,34 +69,54 @@ def test_it_returns_the_open_escalation_for_a_repeat_and_opens_a_new_episode_aft
 
 
 @pytest.fixture
-def failing_timeline_insert():
-    """A database trigger that refuses every timeline row: a real failure inside the transaction."""
+def refuse_inserts():
+    """Database triggers that refuse every new row of a table: a real failure inside the transaction."""
+    tables = []
+
+    def into(table: str) -> None:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    "CREATE OR REPLACE FUNCTION refuse_insert() RETURNS trigger AS $$ "
+                    "BEGIN RAISE EXCEPTION 'injected'; END $$ LANGUAGE plpgsql"
+                )
+                cursor.execute(
+                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_insert()"
+                )
+            else:
+                cursor.execute(
+                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'injected'); END"
+                )
+        tables.append(table)
+
+    yield into
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        for table in tables:
             cursor.execute(
-                "CREATE FUNCTION refuse_insert() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$ "
-                "LANGUAGE plpgsql"
-            )
-            cursor.execute(
-                "CREATE TRIGGER refuse_timeline BEFORE INSERT ON escalations_escalationevent "
-                "FOR EACH ROW EXECUTE FUNCTION refuse_insert()"
-            )
-        else:
-            cursor.execute(
-                "CREATE TRIGGER refuse_timeline BEFORE INSERT ON escalations_escalationevent "
-                "BEGIN SELECT RAISE(ABORT, 'injected'); END"
+                f"DROP TRIGGER refuse_{table}" + (f" ON {table}" if connection.vendor == "postgresql" else "")
             )
 
 
-@pytest.mark.django_db
-def test_it_keeps_nothing_when_part_of_the_escalation_cannot_be_written(failing_timeline_insert):
-    task = TaskFactory(status="processing")
-    with pytest.raises(DatabaseError, match="injected"):
-        escalation_open(task=task, reason="attempts_exhausted", actor="pipeline")
+# The first write of the escalation, one in the middle, and the last (the outbox rows).
+@pytest.mark.parametrize("table", ["escalations_escalation", "escalations_escalationevent", "escalations_notification"])
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_and_sends_nothing_when_part_of_the_escalation_cannot_be_written(refuse_inserts, table, monkeypatch):
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", fakes.WEBHOOK_SECRET)
+    with fakes.webhook() as server:
+        ChannelFactory(kind="webhook", target=server.url, secret_env="TEST_WEBHOOK_SECRET")
+        task = TaskFactory(status="processing")
+        refuse_inserts(table)
+        # SQLite reports a trigger's ABORT as an integrity error, which reads as a lost race: a 409, not a 500.
+        with pytest.raises((DatabaseError, EscalationConflict)):
+            escalation_open(task=task, reason="attempts_exhausted", actor="pipeline")
+        outbox_relay()
     task.refresh_from_db()
     assert task.status == "processing"
     assert not Escalation.objects.exists()
     assert not TaskEvent.objects.filter(task=task).exists()
+    assert not Notification.objects.exists()
+    assert not server.requests
 
 
 @pytest.mark.django_db
@@ -143,8 +166,10 @@ def test_it_refuses_to_resolve_twice():
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_it_opens_one_escalation_for_twenty_concurrent_callers():
+def test_it_opens_one_escalation_with_one_outbox_row_per_channel_for_twenty_concurrent_callers(settings):
     task = TaskFactory(status="processing")
+    # Nobody listens there: rows stay pending after the eager relay's failed tries, and are counted.
+    channels = [ChannelFactory(kind="webhook", target="http://127.0.0.1:9/", secret_env="HOME") for _ in range(3)]
 
     def open_one(i):
         escalation, _ = escalation_open(task=Task.objects.get(pk=task.pk), reason="attempts_exhausted", actor=f"w{i}")
@@ -153,6 +178,7 @@ def test_it_opens_one_escalation_for_twenty_concurrent_callers():
     ids = run_at_once(20, open_one)
     assert len(ids) == 20 and len(set(ids)) == 1
     assert Escalation.objects.filter(task=task).count() == 1
+    assert sorted(Notification.objects.values_list("channel_id", flat=True)) == sorted(c.pk for c in channels)
     assert list(TaskEvent.objects.filter(task=task).values_list("to_status", flat=True)) == ["escalated"]
 
 
