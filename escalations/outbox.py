@@ -230,12 +230,13 @@ def outbox_relay(*, now: datetime | None = None, limit: int | None = None, on_ro
 
 
 def notification_requeue(*, notification: Notification, now: datetime | None = None) -> bool:
-    """Give a dead row a fresh set of attempts (after an operator fixed the channel)."""
-    return bool(
-        Notification.objects.filter(pk=notification.pk, status=Status.DEAD).update(
-            status=Status.PENDING, attempts=0, next_attempt_at=now or timezone.now()
-        )
+    """Give a dead row a fresh set of attempts (after an operator fixed the channel); relayed after commit."""
+    requeued = Notification.objects.filter(pk=notification.pk, status=Status.DEAD).update(
+        status=Status.PENDING, attempts=0, next_attempt_at=now or timezone.now()
     )
+    if requeued:
+        transaction.on_commit(relay_kick, robust=True)
+    return bool(requeued)
 
 
 # --- Timers ---------------------------------------------------------------------------
