@@ -2,9 +2,11 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core import mail
 from django.core.management import CommandError, call_command
 
 from agency.models import ApiKey, Task
+from escalations.models import Escalation
 from tests.conftest import client_with_key
 
 pytestmark = pytest.mark.django_db
@@ -68,10 +70,16 @@ def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings, tmp_path
     assert get_user_model().objects.count() == 1
     assert ApiKey.objects.filter(name="demo integration").count() == 1
     demo_tasks = Task.objects.filter(client__email="demo-client@agency.local")
-    assert demo_tasks.count() == 3  # seeded once, not again on the second run
-    assert set(demo_tasks.values_list("status", flat=True)) == {"paid"}
+    assert demo_tasks.count() == 4  # seeded once, not again on the second run
+    assert sorted(demo_tasks.values_list("status", flat=True)) == ["escalated", "paid", "paid", "paid"]
     assert all(t.input_sha256 and t.input_size for t in demo_tasks)
-    assert "Tasks:     3 paid" in second
+    assert "Tasks:     1 escalated, 3 paid" in second
+    # The task no agent can do is escalated once, and the operators' e-mail went out once.
+    [escalation] = Escalation.objects.all()
+    assert (escalation.reason, escalation.status) == ("no_capable_agent", "open")
+    [message] = mail.outbox
+    assert message.to == ["operators@agency.local"] and f"Escalation #{escalation.pk}" in message.subject
+    assert "Inbox:     1 unresolved escalation(s); notifications: 1 sent" in second
     raw = first.split("API key:   ")[1].split()[0]
     assert client_with_key(raw).get("/api/v1/keys").status_code == 200
 

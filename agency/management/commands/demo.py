@@ -7,7 +7,8 @@ from django.db.models import Count
 
 from agency.models import ApiKey, Task
 from agency.services.api_keys import api_key_create
-from agency.services.demo import demo_tasks_seed
+from agency.services.demo import demo_channel_seed, demo_tasks_seed, demo_undoable_escalate
+from escalations.models import Escalation, Notification
 from tracing.commands import TracedCommand
 from tracing.context import current_trace_id
 
@@ -38,7 +39,13 @@ class Command(TracedCommand):
         key_line = self._demo_key()
         seeded = demo_tasks_seed()
         self.stdout.write(f"   {len(seeded)} demo task(s) created (prepaid, with sample inputs).")
-        self.stdout.write("3. Running one agency cycle…")
+        channel = demo_channel_seed()
+        self.stdout.write(f"3. Escalating what the agency cannot do (operators are told by {channel.kind})…")
+        self.stdout.flush()
+        escalation = demo_undoable_escalate()
+        if escalation is not None:
+            self.stdout.write(f"   Escalation #{escalation.pk} ({escalation.reason}, {escalation.status}).")
+        self.stdout.write("4. Running one agency cycle…")
         call_command("run_agency", stdout=self.stdout, stderr=self.stderr)
         self._summary(password, key_line, addrport)
         if not no_serve:
@@ -71,4 +78,8 @@ class Command(TracedCommand):
         self.stdout.write(f"  API docs:  http://{addrport}/api/v1/docs/")
         by_status = Task.objects.values_list("status").annotate(n=Count("id")).order_by("status")
         self.stdout.write("  Tasks:     " + (", ".join(f"{n} {status}" for status, n in by_status) or "none"))
+        unresolved = Escalation.objects.exclude(status=Escalation.Status.RESOLVED).count()
+        by_outcome = Notification.objects.values_list("status").annotate(n=Count("id")).order_by("status")
+        outbox = ", ".join(f"{n} {status}" for status, n in by_outcome) or "empty"
+        self.stdout.write(f"  Inbox:     {unresolved} unresolved escalation(s); notifications: {outbox}")
         self.stdout.write(f"  Trace:     {current_trace_id()} (paste into the admin's trace search)")
