@@ -6,11 +6,9 @@ test database, which an in-memory SQLite database cannot offer.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from django_celery_results.models import TaskResult
 
 from agency.models import ApiKey
 from tests.conftest import database_url, in_ci
+from tests.processes import free_port, stop, wait_for
 from tests.tracing.http_server import plain_get, plain_post
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +36,6 @@ def broker_url():
             pytest.fail(f"Redis is required in CI and is not reachable at {REDIS_URL}: {exc}")
         pytest.skip(f"Redis not reachable at {REDIS_URL}")
     return REDIS_URL
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _json_lines(stream, into: list[dict]) -> threading.Thread:
@@ -74,7 +67,7 @@ def deployment(broker_url):
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
     }
-    port = _free_port()
+    port = free_port()
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "agency.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -88,17 +81,10 @@ def deployment(broker_url):
     reader = _json_lines(worker.stderr, lines)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(lambda: _answers(url), timeout=30)
+        wait_for(lambda: _answers(url), timeout=30)
         yield url, lines
     finally:
-        for process in (web, worker):
-            process.terminate()
-        for process in (web, worker):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()  # never leave a process holding the test database
-                process.wait(timeout=10)
+        stop(web, worker)
         reader.join(timeout=10)
 
 
@@ -107,16 +93,6 @@ def _answers(url: str) -> bool:
         return plain_get(f"{url}/healthz", timeout=2)[0] == 200
     except OSError:
         return False
-
-
-def _wait_for(query, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = query()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for the worker")
 
 
 def test_it_logs_a_task_enqueued_by_a_request_with_the_requests_trace_id(deployment, issue_key):
@@ -132,12 +108,12 @@ def test_it_logs_a_task_enqueued_by_a_request_with_the_requests_trace_id(deploym
     assert status == 202, body
     cycle_id = json.loads(body)["task_id"]
 
-    cycle = _wait_for(lambda: TaskResult.objects.filter(task_id=cycle_id, status="SUCCESS").first())
-    step = _wait_for(lambda: TaskResult.objects.filter(task_name="agency.cycle_step", status="SUCCESS").first())
+    cycle = wait_for(lambda: TaskResult.objects.filter(task_id=cycle_id, status="SUCCESS").first())
+    step = wait_for(lambda: TaskResult.objects.filter(task_name="agency.cycle_step", status="SUCCESS").first())
     assert cycle.task_name == "agency.cycle"  # result_extended stores the name
     assert json.loads(step.result)["ok"] is True
 
-    _wait_for(lambda: any(line.get("task_id") == step.task_id and line["event"] == "task_succeeded" for line in worker))
+    wait_for(lambda: any(line.get("task_id") == step.task_id and line["event"] == "task_succeeded" for line in worker))
     ours = [line for line in worker if line.get("task_id") in {cycle_id, step.task_id}]
     events = {(line["task_id"], line["event"]) for line in ours}
     assert {(cycle_id, "task_started"), (cycle_id, "cycle_enqueued"), (step.task_id, "cycle_step_finished")} <= events

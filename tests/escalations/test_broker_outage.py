@@ -1,0 +1,123 @@
+"""A broker outage loses no notification (SPEC §7, §10).
+
+The production shape: a gunicorn web process whose broker is down, then the
+broker coming back with a Celery worker running beat. Runs on the PostgreSQL
+pass: the other processes must share the test database.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agency.models import ApiKey
+from escalations.models import Escalation, Notification
+from tests.agency.factories import TaskFactory
+from tests.conftest import database_url, in_ci
+from tests.escalations import fakes
+from tests.escalations.factories import ChannelFactory
+from tests.processes import free_port, stop, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
+
+
+def _log_lines(process: subprocess.Popen, into: list[dict]) -> threading.Thread:
+    def read():
+        for raw in process.stderr:
+            try:
+                into.append(json.loads(raw))
+            except ValueError:
+                continue
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/healthz", timeout=10)  # 503 (after the broker check times out) is an answer too
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue_key):
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        if in_ci():
+            pytest.fail("redis-server is required in CI to stop and restart a broker")
+        pytest.skip("redis-server not installed")
+    broker_port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{broker_port}/0",  # nothing listens there yet
+        "CELERY_BROKER_CONNECTION_TIMEOUT": "1",
+        "NOTIFY_RELAY_INTERVAL_SECONDS": "1",
+        "TEST_WEBHOOK_SECRET": fakes.WEBHOOK_SECRET,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+    }
+    key = issue_key(ApiKey.Scope.WRITE)
+    web_port = free_port()
+    processes = []
+    web_lines: list[dict] = []
+    with fakes.webhook() as receiver:
+        ChannelFactory(kind="webhook", target=receiver.url, secret_env="TEST_WEBHOOK_SECRET")
+        task = TaskFactory(status="processing")
+        try:
+            web = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "agency.wsgi", "-b", f"127.0.0.1:{web_port}", "-w", "1"],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            processes.append(web)
+            _log_lines(web, web_lines)
+            url = f"http://127.0.0.1:{web_port}"
+            wait_for(lambda: _answers(url), timeout=30, what="the web process")
+
+            response = httpx.post(
+                f"{url}/api/v1/escalations",
+                json={"task": task.pk, "reason": "integration", "detail": "raised during a broker outage"},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+            assert response.status_code == 201, response.text  # the escalation does not depend on the broker
+            escalation = Escalation.objects.get(pk=response.json()["id"])
+            wait_for(lambda: any(line.get("event") == "relay_kick_failed" for line in web_lines), timeout=10)
+            time.sleep(1)
+            row = Notification.objects.get(escalation=escalation)
+            assert (row.status, row.attempts, receiver.requests) == ("pending", 0, [])
+
+            # The broker comes back, with a worker running beat: the waiting row goes out, once.
+            broker = subprocess.Popen(
+                [redis_server, "--bind", "127.0.0.1", "--port", str(broker_port), "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            processes.append(broker)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "agency", "worker", "-B", "--concurrency=1",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            processes.append(worker)
+            wait_for(
+                lambda: Notification.objects.filter(pk=row.pk, status="sent").exists(),
+                timeout=60,
+                what="the relay after the broker came back",
+            )
+            time.sleep(2)  # further beat runs find nothing due
+        finally:
+            stop(*reversed(processes))
+    assert len(receiver.requests) == 1
+    assert json.loads(receiver.requests[0]["body"])["data"]["escalation_id"] == escalation.pk
+    assert fakes.webhook_signature_valid(receiver.requests[0])
