@@ -319,12 +319,15 @@ ESCALATION_SECONDARY_AFTER_MINUTES = env_int("ESCALATION_SECONDARY_AFTER_MINUTES
 NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 8, minimum=1)
 NOTIFY_BACKOFF_BASE_SECONDS = env_int("NOTIFY_BACKOFF_BASE_SECONDS", 30, minimum=1)
 NOTIFY_BACKOFF_MAX_SECONDS = env_int("NOTIFY_BACKOFF_MAX_SECONDS", 3600, minimum=1)
-NOTIFY_CLAIM_SECONDS = env_int("NOTIFY_CLAIM_SECONDS", 120, minimum=5)
+NOTIFY_CLAIM_SECONDS = env_int("NOTIFY_CLAIM_SECONDS", 600, minimum=5)
 NOTIFY_BATCH_SIZE = env_int("NOTIFY_BATCH_SIZE", 50, minimum=1)
 NOTIFY_HTTP_TIMEOUT_SECONDS = env.float("NOTIFY_HTTP_TIMEOUT_SECONDS", default=10.0)
-if NOTIFY_CLAIM_SECONDS < 3 * NOTIFY_HTTP_TIMEOUT_SECONDS:
-    # A send must end well within the claim, or another relay could take the row over mid-send.
-    raise ImproperlyConfigured("NOTIFY_CLAIM_SECONDS must be at least 3 times NOTIFY_HTTP_TIMEOUT_SECONDS.")
+if NOTIFY_CLAIM_SECONDS < 20 * NOTIFY_HTTP_TIMEOUT_SECONDS:
+    # A send must end well within the claim, or another relay could take the row over mid-send
+    # and send it again. The timeout bounds each network operation, and one SMTP send is several
+    # (connect, EHLO, one RCPT per recipient, DATA…), hence the wide margin. The claim only
+    # matters when a relay dies: then its rows wait this long before another relay sends them.
+    raise ImproperlyConfigured("NOTIFY_CLAIM_SECONDS must be at least 20 times NOTIFY_HTTP_TIMEOUT_SECONDS.")
 NOTIFY_RELAY_INTERVAL_SECONDS = env_int("NOTIFY_RELAY_INTERVAL_SECONDS", 30, minimum=1)
 TELEGRAM_API_BASE = env.str("TELEGRAM_API_BASE", default="https://api.telegram.org")
 PAGERDUTY_EVENTS_URL = env.str("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")

@@ -57,7 +57,7 @@ class ResolveForm(forms.Form):
 class EscalationAdmin(ChangedFieldsOnlyAdmin):
     """The operator inbox: open work first, high severity on top, oldest first.
 
-    Saving the change page writes only the fields the operator edited (notes, detail, assignee), so
+    Saving the change page writes only the fields the operator edited (notes, detail), so
     it cannot put back a status that a service changed while the page was open.
     """
 
@@ -67,10 +67,10 @@ class EscalationAdmin(ChangedFieldsOnlyAdmin):
     list_select_related = ["task", "assignee"]
     show_full_result_count = False
     readonly_fields = [
-        "task", "reason", "severity", "status", "idempotency_key", "context", "resolution",
+        "task", "reason", "severity", "status", "assignee", "idempotency_key", "context", "resolution",
         "acknowledged_at", "resolved_at", "created_at", "trace_id",
     ]  # fmt: skip
-    fields = ["assignee", "detail", "notes", *readonly_fields]
+    fields = ["detail", "notes", *readonly_fields]  # assignee changes go through the "assign" action
     inlines = [EscalationEventInline, NotificationInline]
     actions = ["acknowledge", "assign_to_me", "resolve_retried", "resolve_failed", "resolve_refunded", "dismiss"]
 

@@ -24,8 +24,10 @@ import httpx
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.utils import timezone
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
-from escalations.models import NotificationChannel
+from escalations.models import SECRET_ENV_PREFIX, NotificationChannel
 from tracing.context import trace_carrier
 
 Kind = NotificationChannel.Kind
@@ -34,7 +36,9 @@ Kind = NotificationChannel.Kind
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 413, 422})
 PAGERDUTY_SEVERITY = {"high": "critical", "normal": "warning"}
 PAGERDUTY_SUMMARY_MAX = 1024
-TELEGRAM_TEXT_MAX = 4096
+# Characters of one user-supplied field in a message: four of them, escaped, plus the fixed
+# lines stay within Slack's 3000-character section and Telegram's 4096-character message.
+FIELD_MAX = 600
 
 
 class SendFailed(Exception):
@@ -86,15 +90,26 @@ def headline(payload: dict) -> str:
     )
 
 
+def clip(text: str, limit: int = FIELD_MAX) -> str:
+    """Shorten escaped text to `limit` characters without cutting an entity (`&amp;`) in half."""
+    if len(text) <= limit:
+        return text
+    return re.sub(r"&[#\w]*$", "", text[: limit - 1]) + "…"
+
+
 def message_lines(payload: dict, escape: Callable[[str], str] = str) -> list[str]:
-    """The body as lines, with every user-supplied value passed through `escape`."""
+    """The body as lines, with every user-supplied value escaped, then clipped to `FIELD_MAX`.
+
+    Clipping each field (rather than the whole message) keeps the markup valid
+    and the link line intact within every channel's message size limit.
+    """
     lines = [
-        f"Task: {escape(payload['task_title'])}",
+        f"Task: {clip(escape(payload['task_title']))}",
         f"Reason: {payload['reason']} · severity {payload['severity']} · attempts {payload.get('attempts') or 0}",
     ]
     for label, key in (("Detail", "detail"), ("Last error", "error"), ("Note", "note")):
         if payload.get(key):
-            lines.append(f"{label}: {escape(str(payload[key]))}")
+            lines.append(f"{label}: {clip(escape(str(payload[key])))}")
     lines.append(f"Open: {payload['url']}")
     return lines
 
@@ -113,9 +128,12 @@ def telegram_escape(text: str) -> str:
 
 
 def _secret(channel: NotificationChannel) -> str:
-    value = os.environ.get(channel.secret_env, "") if channel.secret_env else ""
+    name = channel.secret_env
+    if not name.startswith(SECRET_ENV_PREFIX):
+        raise SendFailed(f"Secret variables must be named {SECRET_ENV_PREFIX}…; got {name!r}.", permanent=True)
+    value = os.environ.get(name, "")
     if not value:
-        raise SendFailed(f"The environment variable {channel.secret_env!r} is not set.", permanent=True)
+        raise SendFailed(f"The environment variable {name!r} is not set.", permanent=True)
     return value
 
 
@@ -142,12 +160,17 @@ def _json(response: httpx.Response) -> dict:
 
 
 def _post(url: str, *, headers: dict[str, str] | None = None, **kwargs) -> httpx.Response:
+    # No client span from the httpx instrumentation: it would record the full URL, and Slack
+    # webhook URLs and Telegram bot URLs carry their secret in the path. The relay's own span
+    # ("notify <kind>") stands for the call; we propagate the trace context ourselves.
     try:
-        response = http_client().post(url, headers={**trace_carrier(), **(headers or {})}, **kwargs)
+        with suppress_http_instrumentation():
+            response = http_client().post(url, headers={**trace_carrier(), **(headers or {})}, **kwargs)
     except httpx.InvalidURL as exc:
         raise SendFailed(f"Invalid URL: {exc}", permanent=True) from exc
     except httpx.HTTPError as exc:
         raise SendFailed(f"{type(exc).__name__}: {exc}") from exc
+    trace.get_current_span().set_attribute("http.response.status_code", response.status_code)
     if not response.is_success:
         raise SendFailed(
             f"HTTP {response.status_code}: {response.text[:300]}",
@@ -159,7 +182,9 @@ def _post(url: str, *, headers: dict[str, str] | None = None, **kwargs) -> httpx
 
 
 def email_send(channel: NotificationChannel, payload: dict, delivery_id: str) -> None:
-    recipients = [address.strip() for address in channel.target.split(",") if address.strip()]
+    recipients = channel.email_recipients()
+    if not recipients:
+        raise SendFailed("The channel has no recipients.", permanent=True)
     subject = re.sub(r"\s+", " ", f"[{payload['severity']}] {headline(payload)}")
     message = EmailMessage(
         subject=subject,
@@ -171,15 +196,17 @@ def email_send(channel: NotificationChannel, payload: dict, delivery_id: str) ->
     try:
         message.send()
     except smtplib.SMTPRecipientsRefused as exc:
-        raise SendFailed(f"Recipients refused: {exc.recipients}", permanent=True) from exc
+        # 4xx is "try later" (greylisting, a full mailbox); only 5xx for every recipient is final.
+        final = all(code >= 500 for code, _ in exc.recipients.values())
+        raise SendFailed(f"Recipients refused: {exc.recipients}", permanent=final) from exc
+    except ValueError as exc:  # an address Django cannot even encode
+        raise SendFailed(f"Invalid address: {exc}", permanent=True) from exc
     except (smtplib.SMTPException, OSError) as exc:
         raise SendFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
 def slack_send(channel: NotificationChannel, payload: dict, delivery_id: str) -> None:
-    url = os.environ.get(channel.secret_env, "") if channel.secret_env else channel.target
-    if not url:
-        raise SendFailed(f"The environment variable {channel.secret_env!r} is not set.", permanent=True)
+    url = _secret(channel) if channel.secret_env else channel.target
     title = headline(payload)
     body = "\n".join(message_lines(payload, slack_escape))
     response = _post(
@@ -188,7 +215,7 @@ def slack_send(channel: NotificationChannel, payload: dict, delivery_id: str) ->
             "text": f"{title}\n{body}",  # the notification and fallback text
             "blocks": [
                 {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-                {"type": "section", "text": {"type": "mrkdwn", "text": body[:3000]}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": body}},
             ],
         },
     )
@@ -205,7 +232,7 @@ def telegram_send(channel: NotificationChannel, payload: dict, delivery_id: str)
             url,
             json={
                 "chat_id": channel.target,
-                "text": text[:TELEGRAM_TEXT_MAX],
+                "text": text,
                 "parse_mode": "HTML",
                 "link_preview_options": {"is_disabled": True},
             },

@@ -1,6 +1,8 @@
 """Escalations: work the agents could not finish, handed to an operator (SPEC §7)."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.db.models import Q
 
@@ -121,6 +123,11 @@ class ChannelTier(models.TextChoices):
     SECONDARY = "secondary", "Secondary (after the escalation timer)"
 
 
+# Channels may only read secrets from variables with this prefix, so whoever edits a channel
+# in the admin cannot have the database URL or Django's secret key sent somewhere.
+SECRET_ENV_PREFIX = "NOTIFY_SECRET_"  # noqa: S105 (a name prefix, not a secret)
+
+
 def _all_severities() -> list[str]:
     return list(EscalationSeverity.values)
 
@@ -143,7 +150,10 @@ class NotificationChannel(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     target = models.CharField(max_length=500, blank=True)
     secret_env = models.CharField(
-        "secret variable", max_length=100, blank=True, help_text="Name of the environment variable with the secret."
+        "secret variable",
+        max_length=100,
+        blank=True,
+        help_text=f"Name of the environment variable with the secret; it must start with {SECRET_ENV_PREFIX}.",
     )
     severities = models.JSONField(default=_all_severities, help_text='Severities routed here, e.g. ["high"].')
     tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.PRIMARY)
@@ -162,16 +172,28 @@ class NotificationChannel(models.Model):
         return f"{self.name} ({self.kind}, {self.tier})"
 
     def clean(self):
-        from django.core.exceptions import ValidationError
-
+        errors = {}
         unknown = set(self.severities or []) - set(EscalationSeverity.values)
         if not isinstance(self.severities, list) or unknown or not self.severities:
-            raise ValidationError({"severities": f"A non-empty list of {EscalationSeverity.values}."})
+            errors["severities"] = f"A non-empty list of {EscalationSeverity.values}."
         if self.kind in (ChannelKind.TELEGRAM, ChannelKind.WEBHOOK, ChannelKind.PAGERDUTY) and not self.secret_env:
-            raise ValidationError({"secret_env": "This kind of channel needs a secret."})
+            errors["secret_env"] = "This kind of channel needs a secret."  # noqa: S105
+        elif self.secret_env and not self.secret_env.startswith(SECRET_ENV_PREFIX):
+            errors["secret_env"] = f"Secret variables must be named {SECRET_ENV_PREFIX}…"
         needs_target = {ChannelKind.EMAIL, ChannelKind.TELEGRAM, ChannelKind.WEBHOOK}
         if (self.kind in needs_target or (self.kind == ChannelKind.SLACK and not self.secret_env)) and not self.target:
-            raise ValidationError({"target": "Say where messages go."})
+            errors["target"] = "Say where messages go."
+        elif self.kind == ChannelKind.EMAIL:
+            try:
+                for address in self.email_recipients():
+                    validate_email(address)
+            except ValidationError:
+                errors["target"] = "E-mail addresses, separated by commas."
+        if errors:
+            raise ValidationError(errors)
+
+    def email_recipients(self) -> list[str]:
+        return [address.strip() for address in self.target.split(",") if address.strip()]
 
 
 class NotificationStatus(models.TextChoices):

@@ -18,6 +18,8 @@ kick after commit, in any number of processes at once:
 
 import contextvars
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import structlog
@@ -158,7 +160,7 @@ def outbox_claim(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[Notifica
             claimed_until=now + timedelta(seconds=settings.NOTIFY_CLAIM_SECONDS),
             attempts=F("attempts") + 1,
         )
-    rows = Notification.objects.filter(claim_token=token).select_related("channel", "escalation").order_by("pk")
+    rows = Notification.objects.filter(pk__in=ids, claim_token=token).select_related("channel").order_by("pk")
     return token, list(rows)
 
 
@@ -167,14 +169,34 @@ def backoff_seconds(attempts: int) -> float:
     return float(min(settings.NOTIFY_BACKOFF_MAX_SECONDS, settings.NOTIFY_BACKOFF_BASE_SECONDS * 2 ** (attempts - 1)))
 
 
+def _stale_reason(notification: Notification) -> str:
+    """Why this row must not be sent any more ("" when it still should be), read fresh from the database."""
+    status = Escalation.objects.filter(pk=notification.escalation_id).values_list("status", flat=True).first()
+    if notification.event in WHILE_OPEN and status != Escalation.Status.OPEN:
+        return "The escalation was picked up before this went out."
+    if notification.event in TELLING and status == Escalation.Status.RESOLVED:
+        return "The escalation was resolved before this went out."
+    if notification.event in (Event.ACKNOWLEDGED, Event.RESOLVED):
+        told = Notification.objects.filter(
+            channel_id=notification.channel_id,
+            escalation_id=notification.escalation_id,
+            event__in=TELLING,
+            status=Status.SENT,
+        )
+        if not told.exists():
+            return "This channel was never told about the escalation."
+    return ""
+
+
 def notification_send(*, notification: Notification, token: uuid.UUID, now: datetime) -> str:
     """Send one claimed row and record the outcome.
 
     Returns "sent", "retry_later", "dead", "cancelled", or "lost" when this
     relay's claim ran out and another relay took the row over (then nothing
-    is sent here). The lease is renewed just before sending, so a long batch
-    never sends a row whose claim has passed to someone else; only a single
-    send outlasting the whole lease could, which the timeouts rule out.
+    is sent here). The claim is renewed just before sending, so a long batch
+    never sends a row that another relay has meanwhile claimed; a single send
+    would have to outlast the whole lease (`NOTIFY_CLAIM_SECONDS`, many times
+    the per-operation timeout) for that to happen.
     """
     mine = Notification.objects.filter(pk=notification.pk, claim_token=token)
     lease = timedelta(seconds=settings.NOTIFY_CLAIM_SECONDS)
@@ -182,29 +204,38 @@ def notification_send(*, notification: Notification, token: uuid.UUID, now: date
         logger.warning("notification_claim_lost", notification_id=notification.pk)
         return "lost"
     done = {"claim_token": None, "claimed_until": None}
-    if notification.event in WHILE_OPEN and notification.escalation.status != Escalation.Status.OPEN:
-        mine.update(status=Status.CANCELLED, last_error="The escalation was picked up before sending.", **done)
+    if notification.attempts > settings.NOTIFY_MAX_ATTEMPTS:  # claimed again and again by relays that died
+        mine.update(status=Status.DEAD, last_error=f"Gave up after {notification.attempts - 1} attempts.", **done)
+        return "dead"
+    stale = _stale_reason(notification)
+    if stale:
+        mine.update(status=Status.CANCELLED, last_error=stale, **done)
         return "cancelled"
     channel = notification.channel
     with trace_continued(notification.trace_context, f"notify {channel.kind}") as span:
         span.set_attribute("agency.notification_id", notification.pk)
         try:
             send(channel, notification.payload, delivery_id=str(notification.pk))
-        except SendFailed as exc:
-            error = str(exc)[:2000]
-            if exc.permanent or notification.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
-                mine.update(status=Status.DEAD, last_error=error, **done)
-                logger.error("notification_dead", notification_id=notification.pk, channel=channel.name, error=error)
-                return "dead"
-            wait = max(backoff_seconds(notification.attempts), exc.retry_after or 0)
-            mine.update(status=Status.PENDING, next_attempt_at=now + timedelta(seconds=wait), last_error=error, **done)
-            logger.warning(
-                "notification_retry", notification_id=notification.pk, channel=channel.name, error=error, wait_s=wait
-            )
-            return "retry_later"
-    mine.update(status=Status.SENT, sent_at=timezone.now(), last_error="", **done)
+        except Exception as exc:
+            # Anything else is a bug or a bad configuration: retried like a failure, never blocking the batch.
+            failure = exc if isinstance(exc, SendFailed) else SendFailed(f"{type(exc).__name__}: {exc}")
+            return _failed(notification, mine, failure, now=now, done=done)
+    if not mine.update(status=Status.SENT, sent_at=timezone.now(), last_error="", **done):
+        logger.error("notification_sent_after_claim_lost", notification_id=notification.pk, channel=channel.name)
     logger.info("notification_sent", notification_id=notification.pk, channel=channel.name, kind=notification.event)
     return "sent"
+
+
+def _failed(notification: Notification, mine, exc: SendFailed, *, now: datetime, done: dict) -> str:
+    error, channel = str(exc)[:2000], notification.channel.name
+    if exc.permanent or notification.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
+        mine.update(status=Status.DEAD, last_error=error, **done)
+        logger.error("notification_dead", notification_id=notification.pk, channel=channel, error=error)
+        return "dead"
+    wait = max(backoff_seconds(notification.attempts), exc.retry_after or 0)
+    mine.update(status=Status.PENDING, next_attempt_at=now + timedelta(seconds=wait), last_error=error, **done)
+    logger.warning("notification_retry", notification_id=notification.pk, channel=channel, error=error, wait_s=wait)
+    return "retry_later"
 
 
 def outbox_relay(*, now: datetime | None = None, limit: int | None = None, on_row=None) -> dict[str, int]:
@@ -280,10 +311,17 @@ def escalation_timers_run(*, now: datetime | None = None) -> dict[str, int]:
     return {"reminded": counts[Event.REMINDER], "sent_to_secondary": counts[Event.SECONDARY]}
 
 
-def notifications_relay() -> dict:
-    """The cycle's notification step: fire due timers, then relay what is due."""
+@contextmanager
+def relaying() -> Iterator[None]:
+    """Mark this thread as a relay: rows it queues (timers) are sent by it, not by an extra kick."""
     marker = _relaying.set(True)
     try:
-        return escalation_timers_run() | outbox_relay()
+        yield
     finally:
         _relaying.reset(marker)
+
+
+def notifications_relay() -> dict:
+    """The cycle's notification step: fire due timers, then relay what is due."""
+    with relaying():
+        return escalation_timers_run() | outbox_relay()

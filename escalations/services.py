@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from agency.errors import DomainError
@@ -75,6 +76,12 @@ def escalation_open(
                     | (context or {}),
                 )
         except IntegrityError:
+            if (
+                not Escalation.objects.filter(task=task)
+                .filter(Q(live_key=reason) | Q(idempotency_key=f"{reason}:{episode}"))
+                .exists()
+            ):
+                raise  # not the natural key: a real failure, not a lost race
             return _live(task, reason), False
         EscalationEvent.objects.create(escalation=escalation, kind="opened", actor=actor, detail=detail)
         if Task.Status.ESCALATED in TRANSITIONS.get(task.status, frozenset()):

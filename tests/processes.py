@@ -1,7 +1,9 @@
 """Helpers for tests that start real processes (web, worker, broker) on loopback."""
 
+import json
 import socket
 import subprocess
+import threading
 import time
 
 
@@ -32,3 +34,18 @@ def stop(*processes: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def json_lines(stream, into: list[dict]) -> threading.Thread:
+    """Collect the JSON lines a process writes to `stream` into `into`, in a background thread."""
+
+    def read():
+        for raw in stream:
+            try:
+                into.append(json.loads(raw))
+            except ValueError:
+                continue
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread

@@ -59,7 +59,8 @@ def demo_channel_seed() -> NotificationChannel:
 def demo_undoable_escalate() -> Escalation | None:
     """Plan the undoable demo task, find no capable agent and escalate it (once; a rerun finds it open).
 
-    Stands in for the planner until the work pipeline exists: same services, same transaction.
+    Stands in for the planner until the work pipeline exists, through the same services: the
+    move to planning and the escalation commit separately, and a rerun picks up where it stopped.
     """
     task = Task.objects.filter(client__email=DEMO_CLIENT, title=UNDOABLE_TITLE).first()
     if task is None:

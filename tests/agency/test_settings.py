@@ -57,6 +57,12 @@ def test_it_refuses_a_malformed_integer():
     assert "AGENCY_CYCLE_INTERVAL_SECONDS must be an integer" in result.stderr
 
 
+def test_it_refuses_a_notification_claim_shorter_than_a_send_can_take():
+    result = _start(NOTIFY_CLAIM_SECONDS="60", NOTIFY_HTTP_TIMEOUT_SECONDS="10")
+    assert result.returncode != 0
+    assert "NOTIFY_CLAIM_SECONDS must be at least 20 times" in result.stderr
+
+
 def test_it_refuses_public_hosts_while_debug_is_only_defaulted():
     result = _start(DJANGO_ALLOWED_HOSTS="agency.example.com")
     assert result.returncode != 0

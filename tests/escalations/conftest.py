@@ -7,7 +7,8 @@ from aiosmtpd.controller import Controller
 
 
 class _Inbox:
-    """aiosmtpd handler: keeps accepted messages; refuses recipients at refused.example."""
+    """aiosmtpd handler: keeps accepted messages; refuses recipients at refused.example for good
+    and greylists those at greylist.example (a temporary 4xx answer)."""
 
     def __init__(self):
         self.messages = []
@@ -15,6 +16,8 @@ class _Inbox:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.endswith("@refused.example"):
             return "550 5.1.1 No such user here"
+        if address.endswith("@greylist.example"):
+            return "450 4.7.1 Greylisted, please try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

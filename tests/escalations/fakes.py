@@ -10,6 +10,7 @@ the HMAC signature. E-mail goes over real SMTP to an aiosmtpd server (the `smtp_
 import hashlib
 import hmac
 import json
+import re
 from html.parser import HTMLParser
 
 from tests.tracing.http_server import Answer, RecordingServer
@@ -60,6 +61,12 @@ def telegram(fail_with: Answer | None = None):
             if parser.unsupported:
                 description = f'Bad Request: can\'t parse entities: Unsupported start tag "{parser.unsupported[0]}"'
                 return _json(400, {"ok": False, "error_code": 400, "description": description})
+            # Every "&" must start one of the entities Telegram knows (its HTML-style docs).
+            if re.search(r"&(?!(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);)", message["text"]):
+                description = "Bad Request: can't parse entities: Character '&' is reserved"
+                return _json(400, {"ok": False, "error_code": 400, "description": description})
+        if len(message["text"]) > 4096:
+            return _json(400, {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"})
         chat = {"id": int(message["chat_id"]), "type": "group"}
         return _json(200, {"ok": True, "result": {"message_id": len(request), "chat": chat, "text": message["text"]}})
 

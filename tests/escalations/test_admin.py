@@ -209,9 +209,21 @@ def test_it_rejects_a_telegram_channel_without_a_secret_variable(admin_client):
     assert refused.status_code == 200
     assert "This kind of channel needs a secret." in refused.content.decode()
     assert not NotificationChannel.objects.exists()
-    accepted = admin_client.post(url, {**form, "secret_env": "TELEGRAM_BOT_TOKEN", "active": "on"})
+    # Any other variable (DATABASE_URL, DJANGO_SECRET_KEY…) could be sent anywhere: only NOTIFY_SECRET_*.
+    outside = admin_client.post(url, {**form, "secret_env": "DJANGO_SECRET_KEY"})
+    assert "Secret variables must be named NOTIFY_SECRET_" in outside.content.decode()
+    assert not NotificationChannel.objects.exists()
+    accepted = admin_client.post(url, {**form, "secret_env": "NOTIFY_SECRET_TELEGRAM", "active": "on"})
     assert accepted.status_code == 302
-    assert NotificationChannel.objects.get().secret_env == "TELEGRAM_BOT_TOKEN"
+    assert NotificationChannel.objects.get().secret_env == "NOTIFY_SECRET_TELEGRAM"
+
+
+def test_it_rejects_an_email_channel_with_malformed_addresses(admin_client):
+    url = "/admin/escalations/notificationchannel/add/"
+    form = {"name": "ops mail", "kind": "email", "severities": '["high"]', "tier": "primary", "secret_env": ""}
+    refused = admin_client.post(url, {**form, "target": "ops@example.com; boss@example.com"})
+    assert "E-mail addresses, separated by commas." in refused.content.decode()
+    assert admin_client.post(url, {**form, "target": "ops@example.com, boss@example.com"}).status_code == 302
 
 
 def test_it_saves_notes_without_undoing_a_resolution_made_while_the_form_was_saved(admin_client, monkeypatch):
@@ -226,7 +238,7 @@ def test_it_saves_notes_without_undoing_a_resolution_made_while_the_form_was_sav
 
     monkeypatch.setattr(EscalationAdmin, "get_object", load_then_resolve_elsewhere)
     inlines = {f"{p}-{k}": 0 for p in ("events", "notifications") for k in ("TOTAL_FORMS", "INITIAL_FORMS")}
-    form = {"assignee": "", "detail": escalation.detail, "notes": "called the client", **inlines}
+    form = {"detail": escalation.detail, "notes": "called the client", **inlines}
     saved = admin_client.post(f"{INBOX}{escalation.pk}/change/", form)
     assert saved.status_code == 302
     escalation.refresh_from_db()

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,24 +22,11 @@ from tests.agency.factories import TaskFactory
 from tests.conftest import database_url, in_ci
 from tests.escalations import fakes
 from tests.escalations.factories import ChannelFactory
-from tests.processes import free_port, stop, wait_for
+from tests.processes import free_port, json_lines, stop, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
-
-
-def _log_lines(process: subprocess.Popen, into: list[dict]) -> threading.Thread:
-    def read():
-        for raw in process.stderr:
-            try:
-                into.append(json.loads(raw))
-            except ValueError:
-                continue
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread
 
 
 def _answers(url: str) -> bool:
@@ -64,7 +50,7 @@ def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue
         "CELERY_BROKER_URL": f"redis://127.0.0.1:{broker_port}/0",  # nothing listens there yet
         "CELERY_BROKER_CONNECTION_TIMEOUT": "1",
         "NOTIFY_RELAY_INTERVAL_SECONDS": "1",
-        "TEST_WEBHOOK_SECRET": fakes.WEBHOOK_SECRET,
+        "NOTIFY_SECRET_TEST_WEBHOOK": fakes.WEBHOOK_SECRET,
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
     }
@@ -73,7 +59,7 @@ def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue
     processes = []
     web_lines: list[dict] = []
     with fakes.webhook() as receiver:
-        ChannelFactory(kind="webhook", target=receiver.url, secret_env="TEST_WEBHOOK_SECRET")
+        ChannelFactory(kind="webhook", target=receiver.url, secret_env="NOTIFY_SECRET_TEST_WEBHOOK")
         task = TaskFactory(status="processing")
         try:
             web = subprocess.Popen(
@@ -81,7 +67,7 @@ def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             processes.append(web)
-            _log_lines(web, web_lines)
+            json_lines(web.stderr, web_lines)
             url = f"http://127.0.0.1:{web_port}"
             wait_for(lambda: _answers(url), timeout=30, what="the web process")
 

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from escalations.models import Notification
-from escalations.outbox import outbox_relay
+from escalations.outbox import notification_requeue, outbox_relay
 from escalations.services import escalation_acknowledge, escalation_open, escalation_resolve
 from tests.agency.factories import TaskFactory
 from tests.escalations import fakes
@@ -66,6 +66,14 @@ def test_it_marks_an_email_dead_when_the_server_refuses_every_recipient(smtp_inb
     assert "refused" in row.last_error.lower()
 
 
+def test_it_retries_an_email_the_server_greylisted(smtp_inbox):
+    ChannelFactory(kind="email", target="ops@greylist.example")
+    escalate()
+    assert relay()["retry_later"] == 1
+    row = only_row()
+    assert row.status == "pending" and "450" in row.last_error
+
+
 def test_it_posts_to_slack_with_user_content_escaped_for_mrkdwn():
     with fakes.slack() as server:
         ChannelFactory(kind="slack", target=f"{server.url}/services/T000/B000/XXXX")
@@ -83,8 +91,8 @@ def test_it_posts_to_slack_with_user_content_escaped_for_mrkdwn():
 
 def test_it_reads_the_slack_webhook_url_from_the_named_variable(monkeypatch):
     with fakes.slack() as server:
-        monkeypatch.setenv("TEST_SLACK_URL", f"{server.url}/services/secret")
-        ChannelFactory(kind="slack", target="", secret_env="TEST_SLACK_URL")
+        monkeypatch.setenv("NOTIFY_SECRET_TEST_SLACK", f"{server.url}/services/secret")
+        ChannelFactory(kind="slack", target="", secret_env="NOTIFY_SECRET_TEST_SLACK")
         escalate()
         assert relay()["sent"] == 1
     assert server.requests[0]["path"] == "/services/secret"
@@ -103,8 +111,8 @@ def test_it_gives_up_on_a_slack_webhook_that_no_longer_exists():
 def telegram_channel(settings, monkeypatch):
     def make(server):
         settings.TELEGRAM_API_BASE = server.url
-        monkeypatch.setenv("TEST_TELEGRAM_TOKEN", fakes.TELEGRAM_TOKEN)
-        return ChannelFactory(kind="telegram", target="-1001234567890", secret_env="TEST_TELEGRAM_TOKEN")
+        monkeypatch.setenv("NOTIFY_SECRET_TEST_TELEGRAM", fakes.TELEGRAM_TOKEN)
+        return ChannelFactory(kind="telegram", target="-1001234567890", secret_env="NOTIFY_SECRET_TEST_TELEGRAM")
 
     return make
 
@@ -120,6 +128,17 @@ def test_it_sends_telegram_html_the_bot_api_can_parse(telegram_channel):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message["text"] and "<script>" not in message["text"]
 
 
+def test_it_clips_long_user_content_without_breaking_entities_or_losing_the_link(telegram_channel):
+    with fakes.telegram() as server:
+        telegram_channel(server)
+        task = TaskFactory(status="processing", title="T", attempts=3, last_error="<module> & " * 900)
+        escalation, _ = escalation_open(task=task, reason="attempts_exhausted", actor="pipeline", detail="&" * 5000)
+        assert relay()["sent"] == 1  # the fake answers 400 to a broken entity or a text over 4096
+    [message] = fakes.json_bodies(server)
+    assert message["text"].endswith(f"/admin/escalations/escalation/{escalation.pk}/change/")
+    assert "Last error: &lt;module&gt; &amp;" in message["text"]
+
+
 def test_the_fake_telegram_refuses_unescaped_html_as_the_real_one_does(telegram_channel):
     """Guards the test above: unescaped user HTML would have been refused, not silently accepted."""
     with fakes.telegram() as server:
@@ -128,6 +147,23 @@ def test_the_fake_telegram_refuses_unescaped_html_as_the_real_one_does(telegram_
             json={"chat_id": "1", "text": "<b>x</b> <script>alert(1)</script>", "parse_mode": "HTML"},
         )
     assert response.status_code == 400 and "Unsupported start tag" in response.json()["description"]
+    with fakes.telegram() as server:
+        response = httpx.post(
+            f"{server.url}/bot{fakes.TELEGRAM_TOKEN}/sendMessage",
+            json={"chat_id": "1", "text": "a &am", "parse_mode": "HTML"},
+        )
+    assert response.status_code == 400 and "reserved" in response.json()["description"]
+
+
+def test_it_reads_secrets_only_from_notify_secret_variables(monkeypatch):
+    """A channel saved around the admin's check still cannot send DJANGO_SECRET_KEY anywhere."""
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "the-real-secret")
+    with fakes.webhook() as server:
+        ChannelFactory(kind="webhook", target=server.url, secret_env="DJANGO_SECRET_KEY")
+        escalate()
+        assert relay()["dead"] == 1
+    assert not server.requests
+    assert "NOTIFY_SECRET_" in only_row().last_error and "the-real-secret" not in only_row().last_error
 
 
 def test_it_waits_as_long_as_telegram_asks_and_keeps_the_token_out_of_errors(telegram_channel):
@@ -144,16 +180,16 @@ def test_it_waits_as_long_as_telegram_asks_and_keeps_the_token_out_of_errors(tel
 def test_it_gives_up_on_a_refused_telegram_token_without_storing_it(telegram_channel, monkeypatch):
     with fakes.telegram() as server:
         telegram_channel(server)
-        monkeypatch.setenv("TEST_TELEGRAM_TOKEN", "999:wrong-token")
+        monkeypatch.setenv("NOTIFY_SECRET_TEST_TELEGRAM", "999:wrong-token")
         escalate()
         assert relay()["dead"] == 1
     assert "999:wrong-token" not in only_row().last_error and "401" in only_row().last_error
 
 
 def test_it_signs_webhooks_over_timestamp_and_body(monkeypatch):
-    monkeypatch.setenv("TEST_WEBHOOK_SECRET", fakes.WEBHOOK_SECRET)
+    monkeypatch.setenv("NOTIFY_SECRET_TEST_WEBHOOK", fakes.WEBHOOK_SECRET)
     with fakes.webhook() as server:
-        ChannelFactory(kind="webhook", target=f"{server.url}/hooks/agency", secret_env="TEST_WEBHOOK_SECRET")
+        ChannelFactory(kind="webhook", target=f"{server.url}/hooks/agency", secret_env="NOTIFY_SECRET_TEST_WEBHOOK")
         escalation = escalate(title=NASTY_TITLE)
         assert relay()["sent"] == 1
     [request] = server.requests
@@ -166,28 +202,28 @@ def test_it_signs_webhooks_over_timestamp_and_body(monkeypatch):
 
 
 def test_a_webhook_signed_with_another_secret_is_refused_and_not_retried(monkeypatch):
-    monkeypatch.setenv("TEST_WEBHOOK_SECRET", "not-the-receivers-secret")
+    monkeypatch.setenv("NOTIFY_SECRET_TEST_WEBHOOK", "not-the-receivers-secret")
     with fakes.webhook() as server:
-        ChannelFactory(kind="webhook", target=server.url, secret_env="TEST_WEBHOOK_SECRET")
+        ChannelFactory(kind="webhook", target=server.url, secret_env="NOTIFY_SECRET_TEST_WEBHOOK")
         escalate()
         assert relay()["dead"] == 1
     assert len(server.requests) == 1 and "HTTP 401" in only_row().last_error
 
 
 def test_it_marks_a_channel_whose_secret_is_not_set_dead(monkeypatch):
-    monkeypatch.delenv("TEST_UNSET_SECRET", raising=False)
-    ChannelFactory(kind="webhook", target="http://127.0.0.1:9/", secret_env="TEST_UNSET_SECRET")
+    monkeypatch.delenv("NOTIFY_SECRET_TEST_UNSET", raising=False)
+    ChannelFactory(kind="webhook", target="http://127.0.0.1:9/", secret_env="NOTIFY_SECRET_TEST_UNSET")
     escalate()
     assert relay()["dead"] == 1
-    assert "TEST_UNSET_SECRET" in only_row().last_error
+    assert "NOTIFY_SECRET_TEST_UNSET" in only_row().last_error
 
 
 @pytest.fixture
 def pagerduty_server(settings, monkeypatch):
-    monkeypatch.setenv("TEST_PD_KEY", fakes.PAGERDUTY_ROUTING_KEY)
+    monkeypatch.setenv("NOTIFY_SECRET_TEST_PD", fakes.PAGERDUTY_ROUTING_KEY)
     with fakes.pagerduty() as server:
         settings.PAGERDUTY_EVENTS_URL = f"{server.url}/v2/enqueue"
-        ChannelFactory(kind="pagerduty", target="", secret_env="TEST_PD_KEY", severities=["high"])
+        ChannelFactory(kind="pagerduty", target="", secret_env="NOTIFY_SECRET_TEST_PD", severities=["high"])
         yield server
 
 
@@ -207,15 +243,34 @@ def test_pagerduty_trigger_acknowledge_and_resolve_share_the_episodes_dedup_key(
 
 def test_pagerduty_gets_a_new_dedup_key_for_a_new_episode(pagerduty_server):
     first = escalate(high_value=True, reason="high_value_failure")
+    relay()
     escalation_resolve(escalation=first, resolution="retried", actor="op")
     second, _ = escalation_open(task=first.task, reason="high_value_failure", actor="pipeline")
     relay()
-    events = fakes.json_bodies(pagerduty_server)
+    events = [(e["event_action"], e["dedup_key"]) for e in fakes.json_bodies(pagerduty_server)]
     assert first.incident_key != second.incident_key
-    # In order per incident (a resolve never overtakes its trigger); incidents interleave freely.
-    assert [e["event_action"] for e in events if e["dedup_key"] == first.incident_key] == ["trigger", "resolve"]
-    assert [e["event_action"] for e in events if e["dedup_key"] == second.incident_key] == ["trigger"]
-    assert len(events) == 3
+    assert events == [
+        ("trigger", first.incident_key),
+        ("resolve", first.incident_key),
+        ("trigger", second.incident_key),
+    ]
+
+
+def test_pagerduty_is_never_triggered_for_an_escalation_resolved_while_it_was_unreachable(pagerduty_server, settings):
+    """A trigger that went dead, requeued after the resolve went out, would open an incident nobody closes."""
+    escalation = escalate(high_value=True)
+    pagerduty_server.respond, working = (lambda request: (500, {}, b"")), pagerduty_server.respond
+    relay()  # the trigger fails and waits
+    escalation_resolve(escalation=escalation, resolution="dismissed", actor="op")
+    pagerduty_server.respond = working
+    with trace_started("later"):
+        outbox_relay(now=timezone.now() + timedelta(hours=1))
+    opened = Notification.objects.get(event="opened")
+    notification_requeue(notification=opened)  # an operator's "Retry now" on whatever it finds
+    outbox_relay(now=timezone.now() + timedelta(hours=2))
+    assert [e["event_action"] for e in fakes.json_bodies(pagerduty_server)[1:]] == []
+    assert set(Notification.objects.values_list("event", "status")) == {("opened", "cancelled"),
+                                                                        ("resolved", "cancelled")}  # fmt: skip
 
 
 def test_pagerduty_is_told_only_about_the_severities_routed_to_it(pagerduty_server):

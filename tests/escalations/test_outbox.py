@@ -5,11 +5,18 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from escalations.models import Escalation, Notification
-from escalations.outbox import escalation_timers_run, outbox_claim, outbox_relay
+from escalations.outbox import (
+    escalation_timers_run,
+    notification_requeue,
+    notification_send,
+    outbox_claim,
+    outbox_relay,
+    relaying,
+)
 from escalations.services import escalation_acknowledge, escalation_open, escalation_resolve
 from tests.agency.factories import TaskFactory
 from tests.concurrency import run_at_once
@@ -21,10 +28,10 @@ from tests.tracing.http_server import RecordingServer
 @pytest.fixture
 def signed(monkeypatch):
     """Webhook channels pointing at a local receiver that checks signatures."""
-    monkeypatch.setenv("TEST_WEBHOOK_SECRET", fakes.WEBHOOK_SECRET)
+    monkeypatch.setenv("NOTIFY_SECRET_TEST_WEBHOOK", fakes.WEBHOOK_SECRET)
 
     def make(server: RecordingServer, **fields):
-        return ChannelFactory(kind="webhook", target=server.url, secret_env="TEST_WEBHOOK_SECRET", **fields)
+        return ChannelFactory(kind="webhook", target=server.url, secret_env="NOTIFY_SECRET_TEST_WEBHOOK", **fields)
 
     return make
 
@@ -106,8 +113,6 @@ def test_it_retries_a_failing_channel_with_exponential_backoff_then_marks_it_dea
 
 @pytest.mark.django_db
 def test_a_requeued_dead_row_goes_out_once_the_channel_works(signed, settings):
-    from escalations.outbox import notification_requeue
-
     settings.NOTIFY_MAX_ATTEMPTS = 1
     with fakes.webhook(status=503) as broken:
         channel = signed(broken)
@@ -122,19 +127,90 @@ def test_a_requeued_dead_row_goes_out_once_the_channel_works(signed, settings):
 
 
 @pytest.mark.django_db
-def test_a_resolution_never_overtakes_the_message_that_opened_it(signed, settings):
-    with fakes.webhook(status=500) as down:
-        channel = signed(down)
+def test_a_later_message_never_overtakes_the_one_that_opened_the_escalation(signed):
+    with fakes.webhook(status=500) as server:
+        signed(server)
         escalation = escalate()
         outbox_relay()  # "opened" fails and waits for its retry
+        at = escalation.created_at + timedelta(minutes=31)
+        escalation_timers_run(now=at)  # the reminder is due at once…
+        server.respond = fakes.webhook_receiver(204)
+        token, rows = outbox_claim(now=at, limit=10)
+        assert [row.event for row in rows] == ["opened"]  # …but waits while "opened" is unsent
+        assert notification_send(notification=rows[0], token=token, now=at) == "sent"
+        assert outbox_relay(now=at)["sent"] == 1
+    events = [r["headers"]["x-agency-event"] for r in server.requests]
+    assert events == ["escalation.opened", "escalation.opened", "escalation.reminder"]  # failed try, then in order
+
+
+@pytest.mark.django_db
+def test_an_escalation_resolved_before_its_messages_went_out_is_not_announced_at_all(signed):
+    with fakes.webhook(status=500) as server:
+        signed(server)
+        escalation = escalate()
+        outbox_relay()  # "opened" fails and waits for its retry
+        server.respond = fakes.webhook_receiver(204)
         escalation_resolve(escalation=escalation, resolution="dismissed", actor="op")
-        assert outbox_relay()["sent"] == 0  # "resolved" is due but must wait behind "opened"
-    with fakes.webhook() as up:
-        channel.target = up.url
-        channel.save()
-        later = timezone.now() + timedelta(hours=1)
-        assert outbox_relay(now=later)["sent"] == 2
-    assert [r["headers"]["x-agency-event"] for r in up.requests] == ["escalation.opened", "escalation.resolved"]
+        outbox_relay(now=timezone.now() + timedelta(hours=1))
+    # Nothing to act on and nothing to close: neither message goes out.
+    assert set(Notification.objects.values_list("event", "status")) == {("opened", "cancelled"),
+                                                                        ("resolved", "cancelled")}  # fmt: skip
+    assert len(server.requests) == 1  # the one failed try
+
+
+@pytest.mark.django_db
+def test_a_reminder_claimed_before_the_acknowledgement_is_still_not_sent(signed):
+    """The relay re-reads the escalation just before sending, not when it claimed the batch."""
+    with fakes.webhook() as server:
+        signed(server)
+        escalation = escalate()
+        outbox_relay()
+        at = escalation.created_at + timedelta(minutes=31)
+        escalation_timers_run(now=at)
+        token, [reminder] = outbox_claim(now=at, limit=10)
+        escalation_acknowledge(escalation=escalation, actor="op")  # while the batch is in flight
+        assert notification_send(notification=reminder, token=token, now=at) == "cancelled"
+    assert [r["headers"]["x-agency-event"] for r in server.requests] == ["escalation.opened"]
+
+
+@pytest.mark.django_db
+def test_a_row_whose_sending_crashes_is_retried_then_dead_and_never_blocks_the_others(signed, settings):
+    """A payload this code cannot format (a bug, an old format) fails like a channel error, row by row."""
+    settings.NOTIFY_MAX_ATTEMPTS, settings.NOTIFY_BATCH_SIZE = 2, 2
+    with fakes.webhook() as server:
+        signed(server)
+        broken, *_ = [escalate() for _ in range(3)]
+        Notification.objects.filter(escalation=broken).update(payload={})
+        first = outbox_relay()
+        second = outbox_relay(now=timezone.now() + timedelta(hours=1))
+    assert (first["sent"], first["retry_later"], second["dead"]) == (2, 1, 1)
+    assert len(server.requests) == 2
+    row = Notification.objects.get(escalation=broken)
+    assert row.status == "dead" and "KeyError" in row.last_error
+
+
+@pytest.mark.django_db
+def test_an_email_address_django_cannot_parse_is_dead_at_once(smtp_inbox):
+    ChannelFactory(kind="email", target="ops@example.com; boss@example.com")  # saved past the form's check
+    escalate()
+    assert outbox_relay()["dead"] == 1
+    assert "Invalid address" in Notification.objects.get().last_error
+    assert not smtp_inbox.messages
+
+
+@pytest.mark.django_db
+def test_a_row_claimed_by_relays_that_keep_dying_is_given_up(signed, settings):
+    settings.NOTIFY_MAX_ATTEMPTS, settings.NOTIFY_CLAIM_SECONDS = 2, 60
+    with fakes.webhook() as server:
+        signed(server)
+        escalate()
+        clock = timezone.now()
+        for _ in range(2):  # claimed, then the relay dies mid-send, twice
+            outbox_claim(now=clock, limit=1)
+            clock += timedelta(seconds=61)
+        assert outbox_relay(now=clock)["dead"] == 1
+    assert not server.requests
+    assert "Gave up after 2 attempts" in Notification.objects.get().last_error
 
 
 @pytest.mark.django_db
@@ -148,11 +224,37 @@ def test_a_row_held_by_a_relay_that_died_is_taken_over_after_its_lease_and_sent_
         assert outbox_relay(now=start + timedelta(seconds=60))["sent"] == 0  # still its lease
         assert outbox_relay(now=start + timedelta(seconds=121))["sent"] == 1  # taken over
         # The hung relay wakes up: its claim is gone, so it sends nothing and changes nothing.
-        from escalations.outbox import notification_send
-
         assert notification_send(notification=stale_row, token=stale_token, now=start + timedelta(seconds=5)) == "lost"
     row = Notification.objects.get()
     assert (row.status, row.attempts, len(server.requests)) == ("sent", 2, 1)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_row_being_sent_late_in_a_long_batch_is_not_taken_over_by_another_relay(signed, settings):
+    """The claim is renewed right before each send: a second relay that comes along after the
+    batch's first lease ran out, while the row is on the wire, must find it taken."""
+    settings.NOTIFY_CLAIM_SECONDS = 600
+    second_relay: list[dict] = []
+
+    def respond(request):
+        if not second_relay:  # mid-send: another relay runs, 601 s after the first one claimed
+            try:
+                second_relay.append(outbox_relay(now=start + timedelta(seconds=601)))
+            finally:
+                connection.close()
+        return 204, {}, b""
+
+    with RecordingServer(respond=respond) as server:
+        signed(server)
+        with relaying():  # no kick: this test drives the relays itself
+            escalate()
+        start = timezone.now()
+        token, [row] = outbox_claim(now=start, limit=10)
+        # The first relay reaches this row late in its batch, 590 s after it claimed it.
+        assert notification_send(notification=row, token=token, now=start + timedelta(seconds=590)) == "sent"
+    assert second_relay[0]["sent"] == 0
+    assert len(server.requests) == 1
 
 
 @pytest.mark.django_db

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from django_celery_results.models import TaskResult
 
 from agency.models import ApiKey
 from tests.conftest import database_url, in_ci
-from tests.processes import free_port, stop, wait_for
+from tests.processes import free_port, json_lines, stop, wait_for
 from tests.tracing.http_server import plain_get, plain_post
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,19 +35,6 @@ def broker_url():
             pytest.fail(f"Redis is required in CI and is not reachable at {REDIS_URL}: {exc}")
         pytest.skip(f"Redis not reachable at {REDIS_URL}")
     return REDIS_URL
-
-
-def _json_lines(stream, into: list[dict]) -> threading.Thread:
-    def read():
-        for raw in stream:
-            try:
-                into.append(json.loads(raw))
-            except ValueError:
-                continue
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.fixture
@@ -78,7 +64,7 @@ def deployment(broker_url):
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lines: list[dict] = []
-    reader = _json_lines(worker.stderr, lines)
+    reader = json_lines(worker.stderr, lines)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(url), timeout=30)

@@ -1,7 +1,7 @@
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from escalations.outbox import escalation_timers_run, outbox_due_count, outbox_relay
+from escalations.outbox import escalation_timers_run, outbox_due_count, outbox_relay, relaying
 from tracing.commands import TracedCommand
 
 PROGRESS_EVERY = 50  # rows between plain progress lines when not on a terminal
@@ -20,6 +20,10 @@ class Command(TracedCommand):
     def handle(self, *args, limit=None, no_timers=False, **options):
         if limit is not None and limit < 1:
             raise CommandError("--limit must be at least 1.")
+        with relaying():  # rows the timers queue are sent below, not by an extra kick each
+            self._relay(limit, no_timers)
+
+    def _relay(self, limit: int | None, no_timers: bool) -> None:
         if not no_timers:
             fired = escalation_timers_run()
             self.stdout.write(f"Timers: {fired['reminded']} reminded, {fired['sent_to_secondary']} sent to secondary.")
