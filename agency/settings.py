@@ -328,6 +328,8 @@ if NOTIFY_CLAIM_SECONDS < 20 * NOTIFY_HTTP_TIMEOUT_SECONDS:
     # (connect, EHLO, one RCPT per recipient, DATA…), hence the wide margin. The claim only
     # matters when a relay dies: then its rows wait this long before another relay sends them.
     raise ImproperlyConfigured("NOTIFY_CLAIM_SECONDS must be at least 20 times NOTIFY_HTTP_TIMEOUT_SECONDS.")
+# Sent and cancelled notifications are deleted after this many days (dead ones are kept).
+NOTIFY_KEEP_DAYS = env_int("NOTIFY_KEEP_DAYS", 90, minimum=1)
 NOTIFY_RELAY_INTERVAL_SECONDS = env_int("NOTIFY_RELAY_INTERVAL_SECONDS", 30, minimum=1)
 TELEGRAM_API_BASE = env.str("TELEGRAM_API_BASE", default="https://api.telegram.org")
 PAGERDUTY_EVENTS_URL = env.str("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")

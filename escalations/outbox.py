@@ -321,7 +321,14 @@ def relaying() -> Iterator[None]:
         _relaying.reset(marker)
 
 
+def outbox_purge(*, now: datetime | None = None) -> int:
+    """Forget sent and cancelled rows older than `NOTIFY_KEEP_DAYS`; dead ones stay for an operator."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.NOTIFY_KEEP_DAYS)
+    deleted, _ = Notification.objects.filter(created_at__lt=cutoff, status__in=[Status.SENT, Status.CANCELLED]).delete()
+    return deleted
+
+
 def notifications_relay() -> dict:
-    """The cycle's notification step: fire due timers, then relay what is due."""
+    """The cycle's notification step: fire due timers, relay what is due, forget what is long done."""
     with relaying():
-        return escalation_timers_run() | outbox_relay()
+        return escalation_timers_run() | outbox_relay() | {"purged": outbox_purge()}

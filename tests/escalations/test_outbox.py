@@ -14,6 +14,7 @@ from escalations.outbox import (
     notification_requeue,
     notification_send,
     outbox_claim,
+    outbox_purge,
     outbox_relay,
     relaying,
 )
@@ -342,3 +343,18 @@ def test_two_relays_at_once_send_each_of_200_rows_exactly_once(signed, settings)
     assert len(server.requests) == 200
     assert len(set(deliveries(server))) == 200
     assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
+
+
+@pytest.mark.django_db
+def test_it_forgets_long_done_notifications_but_keeps_dead_ones(signed, settings):
+    settings.NOTIFY_KEEP_DAYS = 90
+    with fakes.webhook() as server:
+        signed(server)
+        _sent, cancelled, dead, recent = (escalate() for _ in range(4))
+        outbox_relay()
+    Notification.objects.filter(escalation=cancelled).update(status="cancelled")
+    Notification.objects.filter(escalation=dead).update(status="dead")
+    old = timezone.now() - timedelta(days=91)
+    Notification.objects.exclude(escalation=recent).update(created_at=old)
+    assert outbox_purge() == 2
+    assert set(Notification.objects.values_list("escalation_id", flat=True)) == {dead.pk, recent.pk}
