@@ -14,6 +14,9 @@ kick after commit, in any number of processes at once:
 - A row waits while an earlier row for the same channel and escalation is
   unsent, so a "resolved" never overtakes its "opened" (PagerDuty would drop
   the resolve and keep the incident open).
+- Just before sending, the row is checked against the escalation as it is
+  now: a reminder after an acknowledgement, an opening after the resolution,
+  or a closing message to a channel that was never told is cancelled instead.
 """
 
 import contextvars
