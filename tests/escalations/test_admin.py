@@ -32,9 +32,9 @@ def _escalation(**task_fields) -> Escalation:
     return escalation_open(task=task, reason="attempts_exhausted", actor="pipeline")[0]
 
 
-def _inbox_queries(client) -> int:
+def _page_queries(client, url: str = INBOX) -> int:
     with CaptureQueriesContext(connection) as captured:
-        assert client.get(INBOX).status_code == 200
+        assert client.get(url).status_code == 200
     return len(captured)
 
 
@@ -61,10 +61,24 @@ def test_it_renders_the_inbox_with_a_query_count_that_does_not_grow_with_rows(ad
             escalation_assign(escalation=_escalation(attempts=2, last_error="boom"), assignee=admin_user, actor="t")
 
     grow(2)
-    few = _inbox_queries(admin_client)
+    few = _page_queries(admin_client)
     grow(18)
     assert Escalation.objects.count() == 20
-    assert _inbox_queries(admin_client) == few
+    assert _page_queries(admin_client) == few
+
+
+@pytest.mark.parametrize("url", [OUTBOX, "/admin/escalations/notificationchannel/"])
+def test_it_renders_the_outbox_and_the_channels_with_a_query_count_that_does_not_grow_with_rows(admin_client, url):
+    def grow(n: int) -> None:
+        for _ in range(n):
+            ChannelFactory(target="http://127.0.0.1:9/", secret_env="NOTIFY_SECRET_NOBODY")
+            _escalation()
+
+    grow(2)
+    few = _page_queries(admin_client, url)
+    grow(20)
+    assert Notification.objects.count() > 40
+    assert _page_queries(admin_client, url) == few
 
 
 def test_it_acknowledges_the_open_escalations_and_warns_about_the_rest(admin_client):
