@@ -1,5 +1,7 @@
 """The notification outbox: routing, transactions, the relay's claims and retries, timers (SPEC §7)."""
 
+import os
+import threading
 from datetime import timedelta
 from io import StringIO
 
@@ -358,3 +360,24 @@ def test_it_forgets_long_done_notifications_but_keeps_dead_ones(signed, settings
     Notification.objects.exclude(escalation=recent).update(created_at=old)
     assert outbox_purge() == 2
     assert set(Notification.objects.values_list("escalation_id", flat=True)) == {dead.pk, recent.pk}
+
+
+def _held() -> tuple[int, int]:
+    """Open file descriptors and live threads of this process."""
+    return len(os.listdir("/proc/self/fd")), threading.active_count()
+
+
+@pytest.mark.django_db
+def test_the_relay_holds_no_more_descriptors_or_threads_after_1000_rows_than_after_10(signed):
+    """SPEC §11 (no leaks): connections to channels are pooled and closed, never left behind."""
+    with fakes.webhook() as server:
+        for _ in range(10):
+            signed(server)
+        for _ in range(101):
+            escalate()
+        assert outbox_relay(limit=10)["sent"] == 10
+        after_ten = _held()
+        assert outbox_relay()["sent"] == 1000
+        after_thousand = _held()
+    assert len(set(deliveries(server))) == 1010
+    assert after_thousand <= after_ten, (after_ten, after_thousand)

@@ -20,6 +20,8 @@ class RecordingServer:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real services do: pooled connections show up
+
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 request = {
