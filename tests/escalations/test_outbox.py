@@ -367,6 +367,7 @@ def _held() -> tuple[int, int]:
     return len(os.listdir("/proc/self/fd")), threading.active_count()
 
 
+@pytest.mark.single_pass  # process resources, whatever the database
 @pytest.mark.django_db
 def test_the_relay_holds_no_more_descriptors_or_threads_after_1000_rows_than_after_10(signed):
     """SPEC §11 (no leaks): connections to channels are pooled and closed, never left behind."""
