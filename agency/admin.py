@@ -1,3 +1,5 @@
+from collections.abc import Callable, Iterable
+
 from django.contrib import admin, messages
 
 from agency.errors import DomainError
@@ -15,6 +17,24 @@ from agency.models import (
 from agency.services.api_keys import api_key_create, api_key_revoke
 from agency.services.delivery import DeliveryRefused, delivery_link_issue
 from agency.services.tasks import task_cancel, task_transition
+
+
+def admin_actor(request) -> str:
+    """How the audit trail names an operator acting in the admin."""
+    return f"admin:user:{request.user.pk}"
+
+
+def each_row(rows: Iterable, apply: Callable[[object], object]) -> tuple[int, list[str]]:
+    """Run a service on each row on its own, for admin actions: one refusal (a `DomainError`)
+    does not stop the rest. Returns how many went through and a "#<pk>: <why>" per refusal."""
+    done, refused = 0, []
+    for row in rows:
+        try:
+            apply(row)
+            done += 1
+        except DomainError as exc:
+            refused.append(f"#{row.pk}: {exc}")
+    return done, refused
 
 
 @admin.register(ApiKey)
@@ -46,13 +66,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
-        revoked = 0
-        for api_key in queryset:
-            try:
-                api_key_revoke(api_key=api_key)
-                revoked += 1
-            except DomainError:
-                pass
+        revoked, _ = each_row(queryset, lambda api_key: api_key_revoke(api_key=api_key))  # revoked ones: skipped
         self.message_user(request, f"Revoked {revoked} key(s).")
 
 
@@ -171,17 +185,15 @@ class TaskAdmin(ChangedFieldsOnlyAdmin):
         self._transition(request, queryset, Task.Status.CANCELLED, "cancelled by an operator")
 
     def _transition(self, request, queryset, to: str, reason: str) -> None:
-        done, refused = 0, []
-        actor = f"admin:user:{request.user.pk}"
-        for task in queryset:
-            try:
-                if to == Task.Status.CANCELLED:
-                    task_cancel(task=task, actor=actor, reason=reason)
-                else:
-                    task_transition(task=task, to=to, actor=actor, reason=reason)
-                done += 1
-            except DomainError as exc:
-                refused.append(f"#{task.pk}: {exc}")
+        actor = admin_actor(request)
+
+        def apply(task: Task) -> None:
+            if to == Task.Status.CANCELLED:
+                task_cancel(task=task, actor=actor, reason=reason)
+            else:
+                task_transition(task=task, to=to, actor=actor, reason=reason)
+
+        done, refused = each_row(queryset, apply)
         self.message_user(request, f"{done} task(s) are now {to}.")
         if refused:
             self.message_user(request, "Refused: " + "; ".join(refused), level=messages.WARNING)

@@ -6,12 +6,12 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Case, Value, When
-from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.text import Truncator
 
-from agency.admin import ChangedFieldsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline
+from agency.admin import ChangedFieldsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline, admin_actor, each_row
 from agency.errors import DomainError
 from agency.services.delivery import deliverable_add
 from escalations.models import Escalation, EscalationEvent, Notification, NotificationChannel
@@ -19,10 +19,6 @@ from escalations.outbox import notification_requeue
 from escalations.services import escalation_acknowledge, escalation_assign, escalation_resolve
 
 Resolution = Escalation.Resolution
-
-
-def _actor(request: HttpRequest) -> str:
-    return f"admin:user:{request.user.pk}"
 
 
 class EscalationEventInline(ReadOnlyInline):
@@ -98,7 +94,10 @@ class EscalationAdmin(ChangedFieldsOnlyAdmin):
     @admin.action(description="Acknowledge selected escalations", permissions=["change"])
     def acknowledge(self, request, queryset):
         self._each(
-            request, queryset, "acknowledged", lambda e: escalation_acknowledge(escalation=e, actor=_actor(request))
+            request,
+            queryset,
+            "acknowledged",
+            lambda e: escalation_acknowledge(escalation=e, actor=admin_actor(request)),
         )
 
     @admin.action(description="Assign selected escalations to me", permissions=["change"])
@@ -107,7 +106,7 @@ class EscalationAdmin(ChangedFieldsOnlyAdmin):
             request,
             queryset,
             "assigned to you",
-            lambda e: escalation_assign(escalation=e, assignee=request.user, actor=_actor(request)),
+            lambda e: escalation_assign(escalation=e, assignee=request.user, actor=admin_actor(request)),
         )
 
     @admin.action(description="Resolve: retry the task", permissions=["change"])
@@ -131,17 +130,13 @@ class EscalationAdmin(ChangedFieldsOnlyAdmin):
             request,
             queryset,
             f"resolved ({resolution})",
-            lambda e: escalation_resolve(escalation=e, resolution=resolution, actor=_actor(request)),
+            lambda e: escalation_resolve(escalation=e, resolution=resolution, actor=admin_actor(request)),
         )
 
     def _each(self, request, queryset, done_as: str, apply: Callable[[Escalation], object]) -> None:
-        done = 0
-        for escalation in queryset:
-            try:
-                apply(escalation)
-                done += 1
-            except DomainError as exc:
-                self.message_user(request, f"#{escalation.pk}: {exc}", level=messages.WARNING)
+        done, refused = each_row(queryset, apply)
+        for refusal in refused:
+            self.message_user(request, refusal, level=messages.WARNING)
         self.message_user(request, f"{done} escalation(s) {done_as}.")
 
     # --- The resolve page: a resolution with a note, or the finished work uploaded by hand.
@@ -193,7 +188,7 @@ class EscalationAdmin(ChangedFieldsOnlyAdmin):
                         content_type=upload.content_type or "application/octet-stream",
                     )
                 escalation_resolve(
-                    escalation=escalation, resolution=data["resolution"], actor=_actor(request), note=data["note"]
+                    escalation=escalation, resolution=data["resolution"], actor=admin_actor(request), note=data["note"]
                 )
         except DomainError:
             if stored is not None:  # the rollback removed the row, not the file it pointed to
