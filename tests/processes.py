@@ -3,8 +3,14 @@
 import json
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -49,3 +55,32 @@ def json_lines(stream, into: list[dict]) -> threading.Thread:
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
     return thread
+
+
+def web_start(env: dict, *, stderr=subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
+    """The production web process in miniature: gunicorn, one worker, on a free loopback port.
+    Returns the process and its base URL; `stderr=subprocess.PIPE` gives its log lines as text."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "agency.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+    )  # fmt: skip
+    return process, f"http://127.0.0.1:{port}"
+
+
+def web_answers(url: str) -> bool:
+    """Whether the web process answers at all (a 503 while a dependency is down is an answer)."""
+    try:
+        httpx.get(f"{url}/healthz", timeout=10)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def worker_start(env: dict, *options: str, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """A Celery worker with the production (prefork) pool and one child; `options` adds e.g. -B, -l INFO."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "agency", "worker", "--concurrency=1",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", *options],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+    )  # fmt: skip

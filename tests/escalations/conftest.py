@@ -1,9 +1,9 @@
 """Fixtures of the escalations tests."""
 
-import socket
-
 import pytest
 from aiosmtpd.controller import Controller
+
+from tests.processes import free_port
 
 
 class _Inbox:
@@ -29,9 +29,7 @@ class _Inbox:
 @pytest.fixture
 def smtp_inbox(settings):
     """A real SMTP server on loopback, with Django's SMTP backend pointed at it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     inbox = _Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()

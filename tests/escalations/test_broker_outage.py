@@ -9,9 +9,7 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,19 +20,9 @@ from tests.agency.factories import TaskFactory
 from tests.conftest import database_url, in_ci
 from tests.escalations import fakes
 from tests.escalations.factories import ChannelFactory
-from tests.processes import free_port, json_lines, stop, wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import free_port, json_lines, stop, wait_for, web_answers, web_start, worker_start
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(f"{url}/healthz", timeout=10)  # 503 (after the broker check times out) is an answer too
-    except httpx.HTTPError:
-        return False
-    return True
 
 
 def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue_key):
@@ -55,21 +43,16 @@ def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue
         "LOG_LEVEL": "INFO",
     }
     key = issue_key(ApiKey.Scope.WRITE)
-    web_port = free_port()
     processes = []
     web_lines: list[dict] = []
     with fakes.webhook() as receiver:
         ChannelFactory(kind="webhook", target=receiver.url, secret_env="NOTIFY_SECRET_TEST_WEBHOOK")
         task = TaskFactory(status="processing")
         try:
-            web = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "agency.wsgi", "-b", f"127.0.0.1:{web_port}", "-w", "1"],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
+            web, url = web_start(env, stderr=subprocess.PIPE)
             processes.append(web)
             json_lines(web.stderr, web_lines)
-            url = f"http://127.0.0.1:{web_port}"
-            wait_for(lambda: _answers(url), timeout=30, what="the web process")
+            wait_for(lambda: web_answers(url), timeout=30, what="the web process")
 
             response = httpx.post(
                 f"{url}/api/v1/escalations",
@@ -90,12 +73,7 @@ def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             processes.append(broker)
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "agency", "worker", "-B", "--concurrency=1",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            processes.append(worker)
+            processes.append(worker_start(env, "-B", "-l", "WARNING"))
             wait_for(
                 lambda: Notification.objects.filter(pk=row.pk, status="sent").exists(),
                 timeout=60,

@@ -7,9 +7,7 @@ test database, which an in-memory SQLite database cannot offer.
 import json
 import os
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import redis
@@ -17,10 +15,9 @@ from django_celery_results.models import TaskResult
 
 from agency.models import ApiKey
 from tests.conftest import database_url, in_ci
-from tests.processes import free_port, json_lines, stop, wait_for
-from tests.tracing.http_server import plain_get, plain_post
+from tests.processes import json_lines, stop, wait_for, web_answers, web_start, worker_start
+from tests.tracing.http_server import plain_post
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
@@ -53,32 +50,16 @@ def deployment(broker_url):
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
     }
-    port = free_port()
-    web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "agency.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "agency", "worker", "--concurrency=1",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    web, url = web_start(env)
+    worker = worker_start(env, "-l", "INFO", stderr=subprocess.PIPE)
     lines: list[dict] = []
     reader = json_lines(worker.stderr, lines)
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(url), timeout=30)
+        wait_for(lambda: web_answers(url), timeout=30)
         yield url, lines
     finally:
         stop(web, worker)
         reader.join(timeout=10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return plain_get(f"{url}/healthz", timeout=2)[0] == 200
-    except OSError:
-        return False
 
 
 def test_it_logs_a_task_enqueued_by_a_request_with_the_requests_trace_id(deployment, issue_key):
