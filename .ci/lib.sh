@@ -73,14 +73,16 @@ redis_up() {
     return 1
 }
 
+browser_present() { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }
+
 # browser_ready: Chromium and ChromeDriver (Debian packages) for the admin's browser test.
 browser_ready() {
-    command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && return 0
+    browser_present && return 0
     command -v apt-get >/dev/null 2>&1 || return 1
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
     say "Installing Chromium and ChromeDriver"
     $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 ||
         { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
-    command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1
+    browser_present
 }

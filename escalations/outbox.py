@@ -80,14 +80,11 @@ def message_payload(*, escalation: Escalation, event: str, **extra) -> dict:
 
 def notifications_enqueue(
     *, escalation: Escalation, event: str, channels: list[NotificationChannel], now: datetime | None = None, **extra
-) -> int:
-    """Queue one message per channel; a cause already queued for a channel is skipped (its dedup key).
-
-    Call inside the transaction that makes the message necessary. Returns the
-    number of channels asked for (the constraint, not this count, is the guarantee).
-    """
+) -> None:
+    """Queue one message per channel; a cause already queued for a channel is skipped (its dedup key,
+    enforced by the database). Call inside the transaction that makes the message necessary."""
     if not channels:
-        return 0
+        return
     payload = message_payload(escalation=escalation, event=event, **extra)
     due, carrier = now or timezone.now(), trace_carrier()
     dedup_key = f"escalation-{escalation.pk}:{event}"
@@ -107,7 +104,6 @@ def notifications_enqueue(
         ignore_conflicts=True,
     )
     transaction.on_commit(relay_kick, robust=True)
-    return len(channels)
 
 
 # Set while this thread relays: rows it queues itself (timers) need no extra kick.

@@ -76,10 +76,14 @@ class Command(TracedCommand):
         self.stdout.write(f"  Login:     {OPERATOR_USERNAME} / {password}")
         self.stdout.write(f"  API key:   {key_line}")
         self.stdout.write(f"  API docs:  http://{addrport}/api/v1/docs/")
-        by_status = Task.objects.values_list("status").annotate(n=Count("id")).order_by("status")
-        self.stdout.write("  Tasks:     " + (", ".join(f"{n} {status}" for status, n in by_status) or "none"))
+        self.stdout.write("  Tasks:     " + (_by_status(Task.objects) or "none"))
         unresolved = Escalation.objects.exclude(status=Escalation.Status.RESOLVED).count()
-        by_outcome = Notification.objects.values_list("status").annotate(n=Count("id")).order_by("status")
-        outbox = ", ".join(f"{n} {status}" for status, n in by_outcome) or "empty"
+        outbox = _by_status(Notification.objects) or "empty"
         self.stdout.write(f"  Inbox:     {unresolved} unresolved escalation(s); notifications: {outbox}")
         self.stdout.write(f"  Trace:     {current_trace_id()} (paste into the admin's trace search)")
+
+
+def _by_status(rows) -> str:
+    """How many rows have each status, e.g. "1 escalated, 3 paid"."""
+    counts = rows.values_list("status").annotate(n=Count("id")).order_by("status")
+    return ", ".join(f"{n} {status}" for status, n in counts)
