@@ -23,7 +23,7 @@ from agency.models import IdempotencyRecord
 logger = structlog.get_logger(__name__)
 
 CYCLE_STEPS: list[str] = [
-    "escalations.outbox.notifications_relay",
+    "escalations.services.notifications_relay",
     "agency.cycle.housekeeping",
 ]
 

@@ -143,7 +143,7 @@ if TRACING_ENABLED:
     # First, so every later line of the request is inside its trace
     # ("stock" puts OpenTelemetry's Django middleware before it at start-up).
     MIDDLEWARE.insert(0, "tracing.middleware.RequestTraceMiddleware")
-MIDDLEWARE.append("tracing.middleware.JsonErrorMiddleware")
+MIDDLEWARE.append("agency.api.errors.JsonErrorMiddleware")
 
 ROOT_URLCONF = "agency.urls"
 WSGI_APPLICATION = "agency.wsgi.application"
@@ -229,7 +229,8 @@ REST_FRAMEWORK = {
         "agency.api.auth.ApiKeyAuthentication",
         "agency.api.auth.StaffSessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["agency.api.auth.ReadScope"],
+    # Deny by default: a view without its own permission needs the operator scope.
+    "DEFAULT_PERMISSION_CLASSES": ["agency.api.auth.OperatorScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",
@@ -371,7 +372,10 @@ AGENCY_CYCLE_INTERVAL_SECONDS = env_int("AGENCY_CYCLE_INTERVAL_SECONDS", 300, mi
 # apps add their entries here.
 CELERY_BEAT_SCHEDULE: dict = {
     "agency-cycle": {"task": "agency.cycle", "schedule": float(AGENCY_CYCLE_INTERVAL_SECONDS)},
-    "notifications-relay": {"task": "escalations.relay", "schedule": float(NOTIFY_RELAY_INTERVAL_SECONDS)},
+    "notifications-relay": {
+        "task": "escalations.notifications_relay",
+        "schedule": float(NOTIFY_RELAY_INTERVAL_SECONDS),
+    },
 }
 
 # --- Tracing and logs ------------------------------------------------------------

@@ -1,13 +1,28 @@
+"""The project's URLs: the one place where the apps' URL modules meet.
+
+Each app ships its own `api/urls.py`; they are mounted together under
+`/api/v1/` in one `api` namespace, beside the schema and its browsable docs.
+"""
+
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agency import views
 from agency.health import healthz
 
+API_URL_MODULES = ["agency.api.urls", "escalations.api.urls", "tracing.api.urls"]
+
+api_urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    *(path("", include(module)) for module in API_URL_MODULES),
+]
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include(("agency.api.urls", "api"), namespace="api")),
+    path("api/v1/", include((api_urlpatterns, "api"), namespace="api")),
     path("deliver/<int:task_id>/<str:token>/", views.delivery_page, name="delivery-page"),
     path(
         "deliver/<int:task_id>/<str:token>/<int:deliverable_id>",

@@ -4,7 +4,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Case, Value, When
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -13,10 +12,13 @@ from django.utils.text import Truncator
 
 from agency.admin import ChangedFieldsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline, admin_actor, each_row
 from agency.errors import DomainError
-from agency.services.delivery import deliverable_add
 from escalations.models import Escalation, EscalationEvent, Notification, NotificationChannel
-from escalations.outbox import notification_requeue
-from escalations.services import escalation_acknowledge, escalation_assign, escalation_resolve
+from escalations.services import (
+    escalation_acknowledge,
+    escalation_assign,
+    escalation_resolve,
+    notification_requeue,
+)
 
 Resolution = Escalation.Resolution
 
@@ -176,24 +178,13 @@ class EscalationAdmin(ChangedFieldsOnlyAdmin):
         return TemplateResponse(request, "admin/escalations/escalation/resolve.html", context)
 
     def _resolve_with_form(self, request, escalation: Escalation, data: dict) -> None:
-        upload, stored = data["deliverable"], None
-        try:
-            # One transaction: a refused resolution keeps no deliverable row.
-            with transaction.atomic():
-                if upload:
-                    stored = deliverable_add(
-                        task=escalation.task,
-                        name=upload.name,
-                        content=upload.read(),
-                        content_type=upload.content_type or "application/octet-stream",
-                    )
-                escalation_resolve(
-                    escalation=escalation, resolution=data["resolution"], actor=admin_actor(request), note=data["note"]
-                )
-        except DomainError:
-            if stored is not None:  # the rollback removed the row, not the file it pointed to
-                stored.file.delete(save=False)
-            raise
+        escalation_resolve(
+            escalation=escalation,
+            resolution=data["resolution"],
+            actor=admin_actor(request),
+            note=data["note"],
+            deliverable=data["deliverable"] or None,
+        )
 
 
 @admin.register(NotificationChannel)

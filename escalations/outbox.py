@@ -1,4 +1,4 @@
-"""The notification outbox (SPEC §7): routing, the relay and the escalation timers.
+"""The notification outbox: routing, writing rows, and the relay that sends them.
 
 Rows are written by `notifications_enqueue` inside the transaction that makes
 them necessary, so a rolled-back escalation never notifies anyone. The relay
@@ -33,7 +33,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from escalations.channels import SendFailed, send
-from escalations.models import Escalation, EscalationEvent, Notification, NotificationChannel
+from escalations.models import Escalation, Notification, NotificationChannel
 from tracing.context import trace_carrier, trace_continued
 
 logger = structlog.get_logger(__name__)
@@ -103,23 +103,23 @@ def notifications_enqueue(
         ],
         ignore_conflicts=True,
     )
-    transaction.on_commit(relay_kick, robust=True)
+    transaction.on_commit(notifications_relay_kick, robust=True)
 
 
 # Set while this thread relays: rows it queues itself (timers) need no extra kick.
 _relaying = contextvars.ContextVar("relaying", default=False)
 
 
-def relay_kick() -> None:
+def notifications_relay_kick() -> None:
     """Ask a worker to relay now; if the broker is down, beat or the command will (rows wait in the table)."""
-    from escalations.tasks import relay
+    from escalations.tasks import notifications_relay
 
     if _relaying.get():
         return
     try:
-        relay.apply_async(retry=False)
+        notifications_relay.apply_async(retry=False)
     except Exception as exc:  # any broker failure: the rows are safe in the table
-        logger.warning("relay_kick_failed", error=f"{type(exc).__name__}: {exc}")
+        logger.warning("notifications_relay_kick_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 # --- The relay ----------------------------------------------------------------------
@@ -237,7 +237,7 @@ def _failed(notification: Notification, mine, exc: SendFailed, *, now: datetime,
     return "retry_later"
 
 
-def outbox_relay(*, now: datetime | None = None, limit: int | None = None, on_row=None) -> dict[str, int]:
+def outbox_send_due(*, now: datetime | None = None, limit: int | None = None, on_row=None) -> dict[str, int]:
     """Send due rows, batch by batch, until none is due or `limit` rows were handled.
 
     Safe to run in several processes at once. `now` is for a controlled clock
@@ -259,57 +259,6 @@ def outbox_relay(*, now: datetime | None = None, limit: int | None = None, on_ro
     return counts
 
 
-def notification_requeue(*, notification: Notification, now: datetime | None = None) -> bool:
-    """Give a dead row a fresh set of attempts (after an operator fixed the channel); relayed after commit."""
-    requeued = Notification.objects.filter(pk=notification.pk, status=Status.DEAD).update(
-        status=Status.PENDING, attempts=0, next_attempt_at=now or timezone.now()
-    )
-    if requeued:
-        transaction.on_commit(relay_kick, robust=True)
-    return bool(requeued)
-
-
-# --- Timers ---------------------------------------------------------------------------
-
-
-def escalation_timers_run(*, now: datetime | None = None) -> dict[str, int]:
-    """Re-notify open escalations nobody acknowledged in time; hand older ones to the secondary channels.
-
-    Each step is a compare-and-set on the escalation (`reminded_at`,
-    `secondary_at`) in the same transaction as its outbox rows, so concurrent
-    runs act once. Acknowledged and resolved escalations are left alone.
-    """
-    now = now or timezone.now()
-    steps = [
-        ("reminded_at", Event.REMINDER, NotificationChannel.Tier.PRIMARY, settings.ESCALATION_REMIND_AFTER_MINUTES),
-        ("secondary_at", Event.SECONDARY, NotificationChannel.Tier.SECONDARY,
-         settings.ESCALATION_SECONDARY_AFTER_MINUTES),
-    ]  # fmt: skip
-    counts = {}
-    for field, event, tier, minutes in steps:
-        not_yet = {f"{field}__isnull": True}
-        late = Escalation.objects.filter(
-            status=Escalation.Status.OPEN, created_at__lte=now - timedelta(minutes=minutes), **not_yet
-        ).select_related("task")
-        counts[event] = 0
-        for escalation in late[: settings.NOTIFY_BATCH_SIZE * 10]:
-            with transaction.atomic():
-                claimed = Escalation.objects.filter(pk=escalation.pk, status=Escalation.Status.OPEN, **not_yet).update(
-                    **{field: now}
-                )
-                if not claimed:
-                    continue
-                EscalationEvent.objects.create(escalation=escalation, kind=event, actor="timer")
-                notifications_enqueue(
-                    escalation=escalation,
-                    event=event,
-                    channels=channels_routed(severity=escalation.severity, tier=tier),
-                    now=now,
-                )
-                counts[event] += 1
-    return {"reminded": counts[Event.REMINDER], "sent_to_secondary": counts[Event.SECONDARY]}
-
-
 @contextmanager
 def relaying() -> Iterator[None]:
     """Mark this thread as a relay: rows it queues (timers) are sent by it, not by an extra kick."""
@@ -325,9 +274,3 @@ def outbox_purge(*, now: datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - timedelta(days=settings.NOTIFY_KEEP_DAYS)
     deleted, _ = Notification.objects.filter(created_at__lt=cutoff, status__in=[Status.SENT, Status.CANCELLED]).delete()
     return deleted
-
-
-def notifications_relay() -> dict:
-    """The cycle's notification step: fire due timers, relay what is due, forget what is long done."""
-    with relaying():
-        return escalation_timers_run() | outbox_relay() | {"purged": outbox_purge()}

@@ -1,23 +1,38 @@
-"""Opening, acknowledging and resolving escalations (SPEC §7).
+"""Every state change of an escalation and of its notifications (docs/escalations.md).
 
-Each is one transaction: the escalation row, its timeline event, the task's
-status change and the outbox rows that tell operators are kept together or
-not at all; the relay sends those rows only after commit.
+Opening, acknowledging, assigning and resolving an escalation are one
+transaction each: the escalation row, its timeline event, the task's status
+change and the outbox rows that tell operators are kept together or not at
+all; the relay (`escalations.outbox`) sends those rows only after commit.
+The timers and `notifications_relay`, the one operation that beat, the
+agency cycle and `manage.py relay_notifications` run, live here too.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import structlog
 from django.conf import settings
+from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from agency.errors import DomainError
 from agency.models import Task
-from agency.services.tasks import TRANSITIONS, task_transition
+from agency.services.delivery import deliverable_add
+from agency.services.tasks import TRANSITIONS, task_flag, task_transition
 from escalations.models import Escalation, EscalationEvent, Notification, NotificationChannel
-from escalations.outbox import channels_routed, channels_told, notifications_enqueue
+from escalations.outbox import (
+    channels_routed,
+    channels_told,
+    notifications_enqueue,
+    notifications_relay_kick,
+    outbox_purge,
+    outbox_send_due,
+    relaying,
+)
 from tracing.context import current_trace_id
 
 logger = structlog.get_logger(__name__)
@@ -142,38 +157,131 @@ _TASK_OUTCOME = {
 }
 
 
-def escalation_resolve(*, escalation: Escalation, resolution: str, actor: str, note: str = "") -> Escalation:
-    """Close the episode and apply its outcome to the task, in one transaction; 409 if already resolved."""
+def escalation_resolve(
+    *, escalation: Escalation, resolution: str, actor: str, note: str = "", deliverable: File | None = None
+) -> Escalation:
+    """Close the episode and apply its outcome to the task, in one transaction; 409 if already resolved.
+
+    `deliverable` is the finished work done by hand: it is stored for the client in the same
+    transaction and goes only with `completed_manually`. A refused resolution keeps neither the
+    row nor the stored file.
+    """
     if resolution not in _TASK_OUTCOME:
         raise ValueError(f"Unknown resolution {resolution!r}")
-    with transaction.atomic():
-        resolved = (
-            Escalation.objects.filter(pk=escalation.pk)
-            .exclude(status=Escalation.Status.RESOLVED)
-            .update(
-                status=Escalation.Status.RESOLVED,
-                resolution=resolution,
-                resolved_at=timezone.now(),
-                live_key=None,
-            )
-        )
-        if not resolved:
-            raise EscalationConflict("This escalation is already resolved.", existing_id=escalation.pk)
-        EscalationEvent.objects.create(escalation=escalation, kind="resolved", actor=actor, detail=note)
-        target = _TASK_OUTCOME[resolution]
-        task = Task.objects.select_for_update().get(pk=escalation.task_id)
-        if target is not None and task.status != target:
-            if resolution == Escalation.Resolution.COMPLETED_MANUALLY and not task.deliverables.exists():
-                raise EscalationConflict("Upload a deliverable before completing the task by hand.")
-            task_transition(task=task, to=target, actor=actor, reason=f"escalation resolved: {resolution}")
-        if resolution == Escalation.Resolution.REFUNDED:
-            Task.objects.filter(pk=task.pk).update(needs_operator=True, operator_note="Refund the client.")
-        escalation.refresh_from_db()
-        notifications_enqueue(
-            escalation=escalation,
-            event=Notification.Event.RESOLVED,
-            channels=channels_told(escalation=escalation),
+    if deliverable is not None and resolution != Escalation.Resolution.COMPLETED_MANUALLY:
+        raise ValueError("A deliverable goes with the completed_manually resolution only.")
+    stored = None
+    try:
+        with transaction.atomic():
+            if deliverable is not None:
+                stored = deliverable_add(
+                    task=escalation.task,
+                    name=deliverable.name,
+                    content=deliverable.read(),
+                    content_type=getattr(deliverable, "content_type", None) or "application/octet-stream",
+                )
+            return _resolve(escalation=escalation, resolution=resolution, actor=actor, note=note)
+    except BaseException:
+        if stored is not None:  # the rollback removed the row, not the file it pointed to
+            stored.file.delete(save=False)
+        raise
+
+
+def _resolve(*, escalation: Escalation, resolution: str, actor: str, note: str) -> Escalation:
+    resolved = (
+        Escalation.objects.filter(pk=escalation.pk)
+        .exclude(status=Escalation.Status.RESOLVED)
+        .update(
+            status=Escalation.Status.RESOLVED,
             resolution=resolution,
-            note=note,
+            resolved_at=timezone.now(),
+            live_key=None,
         )
+    )
+    if not resolved:
+        raise EscalationConflict("This escalation is already resolved.", existing_id=escalation.pk)
+    EscalationEvent.objects.create(escalation=escalation, kind="resolved", actor=actor, detail=note)
+    target = _TASK_OUTCOME[resolution]
+    task = Task.objects.select_for_update().get(pk=escalation.task_id)
+    if target is not None and task.status != target:
+        if resolution == Escalation.Resolution.COMPLETED_MANUALLY and not task.deliverables.exists():
+            raise EscalationConflict("Upload a deliverable before completing the task by hand.")
+        task_transition(task=task, to=target, actor=actor, reason=f"escalation resolved: {resolution}")
+    if resolution == Escalation.Resolution.REFUNDED:
+        task_flag(task=task, note="Refund the client.", actor=actor)
+    escalation.refresh_from_db()
+    notifications_enqueue(
+        escalation=escalation,
+        event=Notification.Event.RESOLVED,
+        channels=channels_told(escalation=escalation),
+        resolution=resolution,
+        note=note,
+    )
     return escalation
+
+
+# --- Timers and the relay ---------------------------------------------------------------
+
+Event = Notification.Event
+
+
+def escalation_timers_run(*, now: datetime | None = None) -> dict[str, int]:
+    """Re-notify open escalations nobody acknowledged in time; hand older ones to the secondary channels.
+
+    Each step is a compare-and-set on the escalation (`reminded_at`,
+    `secondary_at`) in the same transaction as its outbox rows, so concurrent
+    runs act once. Acknowledged and resolved escalations are left alone.
+    """
+    now = now or timezone.now()
+    steps = [
+        ("reminded_at", Event.REMINDER, NotificationChannel.Tier.PRIMARY, settings.ESCALATION_REMIND_AFTER_MINUTES),
+        ("secondary_at", Event.SECONDARY, NotificationChannel.Tier.SECONDARY,
+         settings.ESCALATION_SECONDARY_AFTER_MINUTES),
+    ]  # fmt: skip
+    counts = {}
+    for field, event, tier, minutes in steps:
+        not_yet = {f"{field}__isnull": True}
+        late = Escalation.objects.filter(
+            status=Escalation.Status.OPEN, created_at__lte=now - timedelta(minutes=minutes), **not_yet
+        ).select_related("task")
+        counts[event] = 0
+        for escalation in late[: settings.NOTIFY_BATCH_SIZE * 10]:
+            with transaction.atomic():
+                claimed = Escalation.objects.filter(pk=escalation.pk, status=Escalation.Status.OPEN, **not_yet).update(
+                    **{field: now}
+                )
+                if not claimed:
+                    continue
+                EscalationEvent.objects.create(escalation=escalation, kind=event, actor="timer")
+                notifications_enqueue(
+                    escalation=escalation,
+                    event=event,
+                    channels=channels_routed(severity=escalation.severity, tier=tier),
+                    now=now,
+                )
+                counts[event] += 1
+    return {"reminded": counts[Event.REMINDER], "sent_to_secondary": counts[Event.SECONDARY]}
+
+
+def notification_requeue(*, notification: Notification, now: datetime | None = None) -> bool:
+    """Give a dead row a fresh set of attempts (after an operator fixed the channel); relayed after commit."""
+    requeued = Notification.objects.filter(pk=notification.pk, status=Notification.Status.DEAD).update(
+        status=Notification.Status.PENDING, attempts=0, next_attempt_at=now or timezone.now()
+    )
+    if requeued:
+        transaction.on_commit(notifications_relay_kick, robust=True)
+    return bool(requeued)
+
+
+def notifications_relay(
+    *, now: datetime | None = None, limit: int | None = None, timers: bool = True, on_row: Callable | None = None
+) -> dict:
+    """The relay operation: fire due timers, send what is due, forget what is long done.
+
+    Beat, the agency cycle and `manage.py relay_notifications` all run this; any number
+    may run at once. `limit` caps the rows sent in this run; `on_row(outcome)` is called
+    after each (progress bars).
+    """
+    with relaying():  # rows the timers queue are sent by this run, not by an extra kick each
+        fired = escalation_timers_run(now=now) if timers else {"reminded": 0, "sent_to_secondary": 0}
+        return fired | outbox_send_due(now=now, limit=limit, on_row=on_row) | {"purged": outbox_purge(now=now)}

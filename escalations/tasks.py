@@ -1,11 +1,11 @@
-"""Celery entry points of the escalations app: thin adapters over `escalations.outbox`."""
+"""Celery entry points of the escalations app: thin adapters over `escalations.services`."""
 
 from celery import shared_task
 
-from escalations.outbox import notifications_relay
+from escalations import services
 
 
-@shared_task(name="escalations.relay", ignore_result=True)
-def relay() -> dict:
+@shared_task(name="escalations.notifications_relay", ignore_result=True)
+def notifications_relay() -> dict:
     """Beat runs this every `NOTIFY_RELAY_INTERVAL_SECONDS`; commits kick it too. Safe to overlap."""
-    return notifications_relay()
+    return services.notifications_relay()

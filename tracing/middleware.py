@@ -1,4 +1,4 @@
-"""Request middleware: the trace, request id and log line of each request; JSON for every crash."""
+"""Request middleware: the trace, request id and log line of each request."""
 
 import logging
 import os
@@ -6,24 +6,18 @@ import time
 
 import structlog
 from django.conf import settings
-from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
-from django.db import DatabaseError, InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from kombu.exceptions import OperationalError as BrokerUnavailable
+from django.http import HttpRequest, HttpResponse
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.wsgi import collect_request_attributes, wsgi_getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from tracing.context import current_trace_id, propagator
+from tracing.context import propagator
 
 logger = structlog.get_logger(__name__)
 
 # URLs whose last parts are secrets (delivery tokens): logged and traced without them.
 SECRET_PATH_PREFIXES = ("/deliver/",)
-
-# Exceptions Django already turns into the right 4xx answer.
-_HANDLED_BY_DJANGO = (Http404, PermissionDenied, SuspiciousOperation, BadRequest)
 
 
 class RequestTraceMiddleware:
@@ -126,51 +120,3 @@ def _describe(span: trace.Span, request: HttpRequest, response: HttpResponse) ->
     span.set_attribute("http.status_code", response.status_code)
     if response.status_code >= 500:
         span.set_status(Status(StatusCode.ERROR))
-
-
-class JsonErrorMiddleware:
-    """Unexpected errors answer JSON with the trace id, never a stack trace.
-
-    A database or broker that cannot be reached answers 503 with `Retry-After` so that
-    clients back off instead of treating the outage as a bug.
-    """
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
-
-    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, RequestDataTooBig):
-            return json_error(413, "The request body is too large.", "too_large")
-        if isinstance(exception, _HANDLED_BY_DJANGO):
-            return _client_error(request, exception)
-        if isinstance(exception, (OperationalError, InterfaceError, BrokerUnavailable)) or (
-            type(exception) is DatabaseError
-        ):
-            logger.error("dependency_unavailable", path=request.path, error=f"{type(exception).__name__}: {exception}")
-            response = json_error(503, "The service is temporarily unavailable.", "unavailable")
-            response.headers["Retry-After"] = "5"
-            return response
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.record_exception(exception)
-        logger.exception("unhandled_exception", path=request.path, method=request.method)
-        return json_error(500, "Internal server error.", "server_error")
-
-
-def _client_error(request: HttpRequest, exception: Exception) -> HttpResponse | None:
-    """JSON for the API; Django's own pages (admin, delivery pages) elsewhere."""
-    if not request.path.startswith("/api/"):
-        return None
-    if isinstance(exception, Http404):
-        return json_error(404, "Not found.", "not_found")
-    if isinstance(exception, PermissionDenied):
-        return json_error(403, "You do not have permission to perform this action.", "permission_denied")
-    return json_error(400, "Bad request.", "bad_request")
-
-
-def json_error(status: int, detail: str, code: str) -> JsonResponse:
-    """The API's error shape, with the trace id to quote to support."""
-    return JsonResponse({"detail": detail, "code": code, "trace_id": current_trace_id()}, status=status)

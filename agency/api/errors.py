@@ -1,19 +1,31 @@
-"""One JSON error shape for the whole API: `{"detail", "code"}`.
+"""The one JSON error shape of the whole service: `{"detail", "code", "trace_id"}`.
 
 Validation errors add `errors` (field → messages); conflicts add the `id` of
-the existing object; every error carries the `trace_id` to quote to support.
+the existing object. Every error body is built by `error_body`, whoever
+answers: DRF's exception handler for API views, `JsonErrorMiddleware` for
+exceptions that escape a view (outages, bugs) and the 404/500 handlers for
+URLs no view matches. The `trace_id` is the one to quote to support; the same
+id is on the error's log line.
 """
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
+import structlog
+from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from opentelemetry import trace
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from agency.errors import DomainError
 from tracing.context import current_trace_id
-from tracing.middleware import json_error
+
+logger = structlog.get_logger(__name__)
+
+# Exceptions Django already turns into the right 4xx answer.
+_HANDLED_BY_DJANGO = (Http404, PermissionDenied, SuspiciousOperation, BadRequest)
 
 
 class Conflict(exceptions.APIException):
@@ -24,6 +36,16 @@ class Conflict(exceptions.APIException):
     def __init__(self, detail=None, code=None, existing_id=None):
         super().__init__(detail, code)
         self.existing_id = existing_id
+
+
+def error_body(detail: str, code: str, **extra) -> dict:
+    """The body of every error answer."""
+    return {"detail": detail, "code": code, **extra, "trace_id": current_trace_id()}
+
+
+def json_error(status_code: int, detail: str, code: str) -> JsonResponse:
+    """An error answer outside DRF (middleware, URL handlers)."""
+    return JsonResponse(error_body(detail, code), status=status_code)
 
 
 def _first_code(codes) -> str:
@@ -39,6 +61,7 @@ def _first_code(codes) -> str:
 
 
 def exception_handler(exc, context):
+    """DRF's handler, answering in our shape; domain refusals are 409 with the existing id."""
     if isinstance(exc, DomainError):
         exc = Conflict(str(exc), code=exc.code, existing_id=exc.existing_id)
     elif isinstance(exc, Http404):
@@ -47,20 +70,64 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None  # unexpected: tracing.middleware answers 500 with the trace id
+        return None  # unexpected: JsonErrorMiddleware answers 500 with the trace id
+    extra = {}
     if isinstance(exc, exceptions.ValidationError):
-        errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        body = {"detail": "Invalid input.", "code": _first_code(exc.get_codes()), "errors": errors}
+        extra["errors"] = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        detail = "Invalid input."
     else:
-        body = {"detail": str(exc.detail), "code": _first_code(exc.get_codes())}
+        detail = str(exc.detail)
     if getattr(exc, "existing_id", None) is not None:
-        body["id"] = exc.existing_id
-    body["trace_id"] = current_trace_id()
+        extra["id"] = exc.existing_id
+    body = error_body(detail, _first_code(exc.get_codes()), **extra)
     return Response(body, status=response.status_code, headers=_kept_headers(response))
 
 
 def _kept_headers(response: Response) -> dict[str, str]:
     return {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After", "Allow")}
+
+
+class JsonErrorMiddleware:
+    """Unexpected errors answer JSON with the trace id, never a stack trace.
+
+    A database or broker that cannot be reached answers 503 with `Retry-After` so that
+    clients back off instead of treating the outage as a bug.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, RequestDataTooBig):
+            return json_error(413, "The request body is too large.", "too_large")
+        if isinstance(exception, _HANDLED_BY_DJANGO):
+            return _client_error(request, exception)
+        if isinstance(exception, (OperationalError, InterfaceError, BrokerUnavailable)) or (
+            type(exception) is DatabaseError
+        ):
+            logger.error("dependency_unavailable", path=request.path, error=f"{type(exception).__name__}: {exception}")
+            response = json_error(503, "The service is temporarily unavailable.", "unavailable")
+            response.headers["Retry-After"] = "5"
+            return response
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.record_exception(exception)
+        logger.exception("unhandled_exception", path=request.path, method=request.method)
+        return json_error(500, "Internal server error.", "server_error")
+
+
+def _client_error(request: HttpRequest, exception: Exception) -> HttpResponse | None:
+    """JSON for the API; Django's own pages (admin, delivery pages) elsewhere."""
+    if not request.path.startswith("/api/"):
+        return None
+    if isinstance(exception, Http404):
+        return json_error(404, "Not found.", "not_found")
+    if isinstance(exception, PermissionDenied):
+        return json_error(403, "You do not have permission to perform this action.", "permission_denied")
+    return json_error(400, "Bad request.", "bad_request")
 
 
 def not_found_view(request, exception=None):

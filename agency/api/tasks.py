@@ -75,6 +75,8 @@ class QuoteOut(serializers.Serializer):
 class QuoteApi(APIView):
     """The price a task would have now, repeat-client discount included (the price charged)."""
 
+    permission_classes = [ReadScope]
+
     @extend_schema(parameters=[QuoteIn], responses=QuoteOut)
     def get(self, request: Request) -> Response:
         params = QuoteIn(data=request.query_params)

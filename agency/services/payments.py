@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from agency.models import StripeEvent, Task, TaskEvent
-from agency.services.tasks import task_transition
+from agency.services.tasks import task_flag, task_transition
 
 logger = structlog.get_logger(__name__)
 
@@ -180,6 +180,5 @@ def _payment_problem(session: dict, task: Task) -> str:
 
 def _flag(task: Task, problem: str) -> tuple[str, str]:
     """Leave the task as it is and ask a person to look."""
-    Task.objects.filter(pk=task.pk).update(needs_operator=True, operator_note=f"Stripe: {problem}")
-    logger.warning("stripe_payment_flagged", task_id=task.pk, problem=problem)
+    task_flag(task=task, note=f"Stripe: {problem}", actor="stripe")
     return Outcome.FLAGGED, problem

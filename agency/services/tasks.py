@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 import structlog
 from django.db import IntegrityError, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Lower
+from django.db.models import Case, F, TextField, Value, When
+from django.db.models.functions import Concat, Lower
 from django.utils import timezone
 
 from agency import pricing
@@ -165,6 +165,28 @@ def _task_create(*, order: TaskOrder, payment: str, actor: str, quote) -> tuple[
         from agency.services.payments import checkout_start
 
         return task, checkout_start(task=task)
+
+
+def task_flag(*, task: Task, note: str, actor: str) -> None:
+    """Ask a person to look at `task` (a payment to refund, a mismatch to check), whatever its status.
+
+    The note is added below any earlier one, so a second flag never hides the first; an
+    operator clears the flag in the admin once it is dealt with.
+    """
+    note = note.strip()
+    if not note:
+        raise ValueError("A flag needs a note saying what to look at.")
+    Task.objects.filter(pk=task.pk).update(
+        needs_operator=True,
+        operator_note=Case(
+            When(operator_note="", then=Value(note)),
+            default=Concat(F("operator_note"), Value("\n" + note), output_field=TextField()),
+            output_field=TextField(),
+        ),
+        updated_at=timezone.now(),
+    )
+    task.refresh_from_db(fields=["needs_operator", "operator_note", "updated_at"])
+    logger.warning("task_flagged", task_id=task.pk, note=note, actor=actor)
 
 
 def task_cancel(*, task: Task, actor: str, reason: str = "") -> Task:

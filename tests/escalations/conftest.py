@@ -3,7 +3,10 @@
 import pytest
 from aiosmtpd.controller import Controller
 
+from tests.escalations import fakes
+from tests.escalations.factories import ChannelFactory
 from tests.processes import free_port
+from tests.tracing.http_server import RecordingServer
 
 
 class _Inbox:
@@ -41,3 +44,14 @@ def smtp_inbox(settings):
         yield inbox
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def signed(monkeypatch):
+    """Webhook channels pointing at a local receiver that checks signatures."""
+    monkeypatch.setenv("NOTIFY_SECRET_TEST_WEBHOOK", fakes.WEBHOOK_SECRET)
+
+    def make(server: RecordingServer, **fields):
+        return ChannelFactory(kind="webhook", target=server.url, secret_env="NOTIFY_SECRET_TEST_WEBHOOK", **fields)
+
+    return make

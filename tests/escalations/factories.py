@@ -1,6 +1,8 @@
 import factory
 
-from escalations.models import NotificationChannel
+from escalations.models import Escalation, NotificationChannel
+from escalations.services import escalation_open
+from tests.agency.factories import TaskFactory
 
 
 class ChannelFactory(factory.django.DjangoModelFactory):
@@ -13,3 +15,9 @@ class ChannelFactory(factory.django.DjangoModelFactory):
     secret_env = ""
     severities = factory.LazyFunction(lambda: ["normal", "high"])
     tier = NotificationChannel.Tier.PRIMARY
+
+
+def escalate(high_value: bool = False, reason: str = "attempts_exhausted") -> Escalation:
+    """A task the pipeline escalated: open, with its notifications queued."""
+    task = TaskFactory(status="processing", is_high_value=high_value)
+    return escalation_open(task=task, reason=reason, actor="pipeline")[0]

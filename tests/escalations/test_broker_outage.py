@@ -62,7 +62,9 @@ def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue
             )
             assert response.status_code == 201, response.text  # the escalation does not depend on the broker
             escalation = Escalation.objects.get(pk=response.json()["id"])
-            wait_for(lambda: any(line.get("event") == "relay_kick_failed" for line in web_lines), timeout=10)
+            wait_for(
+                lambda: any(line.get("event") == "notifications_relay_kick_failed" for line in web_lines), timeout=10
+            )
             time.sleep(1)
             row = Notification.objects.get(escalation=escalation)
             assert (row.status, row.attempts, receiver.requests) == ("pending", 0, [])

@@ -13,8 +13,13 @@ import pytest
 from django.utils import timezone
 
 from escalations.models import Notification
-from escalations.outbox import notification_requeue, outbox_relay
-from escalations.services import escalation_acknowledge, escalation_open, escalation_resolve
+from escalations.outbox import outbox_send_due
+from escalations.services import (
+    escalation_acknowledge,
+    escalation_open,
+    escalation_resolve,
+    notification_requeue,
+)
 from tests.agency.factories import TaskFactory
 from tests.escalations import fakes
 from tests.escalations.factories import ChannelFactory
@@ -35,7 +40,7 @@ def escalate(title: str = "Reconcile the ledger", high_value: bool = False, reas
 
 def relay() -> dict:
     with trace_started("test relay"):  # a trace of its own: sending must continue the stored one instead
-        return outbox_relay()
+        return outbox_send_due()
 
 
 def only_row() -> Notification:
@@ -264,10 +269,10 @@ def test_pagerduty_is_never_triggered_for_an_escalation_resolved_while_it_was_un
     escalation_resolve(escalation=escalation, resolution="dismissed", actor="op")
     pagerduty_server.respond = working
     with trace_started("later"):
-        outbox_relay(now=timezone.now() + timedelta(hours=1))
+        outbox_send_due(now=timezone.now() + timedelta(hours=1))
     opened = Notification.objects.get(event="opened")
     notification_requeue(notification=opened)  # an operator's "Retry now" on whatever it finds
-    outbox_relay(now=timezone.now() + timedelta(hours=2))
+    outbox_send_due(now=timezone.now() + timedelta(hours=2))
     assert [e["event_action"] for e in fakes.json_bodies(pagerduty_server)[1:]] == []
     assert set(Notification.objects.values_list("event", "status")) == {("opened", "cancelled"),
                                                                         ("resolved", "cancelled")}  # fmt: skip

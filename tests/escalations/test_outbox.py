@@ -12,36 +12,24 @@ from django.utils import timezone
 
 from escalations.models import Escalation, Notification
 from escalations.outbox import (
-    escalation_timers_run,
-    notification_requeue,
     notification_send,
     outbox_claim,
     outbox_purge,
-    outbox_relay,
+    outbox_send_due,
     relaying,
 )
-from escalations.services import escalation_acknowledge, escalation_open, escalation_resolve
+from escalations.services import (
+    escalation_acknowledge,
+    escalation_open,
+    escalation_resolve,
+    escalation_timers_run,
+    notification_requeue,
+)
 from tests.agency.factories import TaskFactory
 from tests.concurrency import run_at_once
 from tests.escalations import fakes
-from tests.escalations.factories import ChannelFactory
+from tests.escalations.factories import ChannelFactory, escalate
 from tests.tracing.http_server import RecordingServer
-
-
-@pytest.fixture
-def signed(monkeypatch):
-    """Webhook channels pointing at a local receiver that checks signatures."""
-    monkeypatch.setenv("NOTIFY_SECRET_TEST_WEBHOOK", fakes.WEBHOOK_SECRET)
-
-    def make(server: RecordingServer, **fields):
-        return ChannelFactory(kind="webhook", target=server.url, secret_env="NOTIFY_SECRET_TEST_WEBHOOK", **fields)
-
-    return make
-
-
-def escalate(high_value: bool = False, reason: str = "attempts_exhausted") -> Escalation:
-    task = TaskFactory(status="processing", is_high_value=high_value)
-    return escalation_open(task=task, reason=reason, actor="pipeline")[0]
 
 
 def deliveries(server: RecordingServer) -> list[str]:
@@ -73,7 +61,7 @@ def test_nothing_is_sent_when_the_surrounding_transaction_rolls_back(signed):
         with pytest.raises(RuntimeError), transaction.atomic():
             escalation_open(task=task, reason="attempts_exhausted", actor="pipeline")
             raise RuntimeError("the caller fails after escalating")
-        assert outbox_relay() == dict.fromkeys(("sent", "retry_later", "dead", "cancelled", "lost"), 0)
+        assert outbox_send_due() == dict.fromkeys(("sent", "retry_later", "dead", "cancelled", "lost"), 0)
     assert not server.requests
     assert not Escalation.objects.exists() and not Notification.objects.exists()
     task.refresh_from_db()
@@ -99,13 +87,13 @@ def test_it_retries_a_failing_channel_with_exponential_backoff_then_marks_it_dea
         clock = timezone.now()
         waits = []
         for _ in range(3):
-            assert outbox_relay(now=clock)["retry_later"] == 1
+            assert outbox_send_due(now=clock)["retry_later"] == 1
             row = Notification.objects.get()
             waits.append((row.next_attempt_at - clock).total_seconds())
-            assert outbox_relay(now=row.next_attempt_at - timedelta(seconds=1))["retry_later"] == 0  # not yet due
+            assert outbox_send_due(now=row.next_attempt_at - timedelta(seconds=1))["retry_later"] == 0  # not yet due
             clock = row.next_attempt_at
-        assert outbox_relay(now=clock)["dead"] == 1
-        assert outbox_relay(now=clock + timedelta(days=1)) == dict.fromkeys(
+        assert outbox_send_due(now=clock)["dead"] == 1
+        assert outbox_send_due(now=clock + timedelta(days=1)) == dict.fromkeys(
             ("sent", "retry_later", "dead", "cancelled", "lost"), 0
         )
     assert waits == [30, 60, 120]
@@ -120,12 +108,12 @@ def test_a_requeued_dead_row_goes_out_once_the_channel_works(signed, settings):
     with fakes.webhook(status=503) as broken:
         channel = signed(broken)
         escalate()
-        assert outbox_relay()["dead"] == 1
+        assert outbox_send_due()["dead"] == 1
     with fakes.webhook() as fixed:
         channel.target = fixed.url
         channel.save()
         assert notification_requeue(notification=Notification.objects.get())
-        assert outbox_relay()["sent"] == 1
+        assert outbox_send_due()["sent"] == 1
     assert len(fixed.requests) == 1
 
 
@@ -134,14 +122,14 @@ def test_a_later_message_never_overtakes_the_one_that_opened_the_escalation(sign
     with fakes.webhook(status=500) as server:
         signed(server)
         escalation = escalate()
-        outbox_relay()  # "opened" fails and waits for its retry
+        outbox_send_due()  # "opened" fails and waits for its retry
         at = escalation.created_at + timedelta(minutes=31)
         escalation_timers_run(now=at)  # the reminder is due at once…
         server.respond = fakes.webhook_receiver(204)
         token, rows = outbox_claim(now=at, limit=10)
         assert [row.event for row in rows] == ["opened"]  # …but waits while "opened" is unsent
         assert notification_send(notification=rows[0], token=token, now=at) == "sent"
-        assert outbox_relay(now=at)["sent"] == 1
+        assert outbox_send_due(now=at)["sent"] == 1
     events = [r["headers"]["x-agency-event"] for r in server.requests]
     assert events == ["escalation.opened", "escalation.opened", "escalation.reminder"]  # failed try, then in order
 
@@ -151,10 +139,10 @@ def test_an_escalation_resolved_before_its_messages_went_out_is_not_announced_at
     with fakes.webhook(status=500) as server:
         signed(server)
         escalation = escalate()
-        outbox_relay()  # "opened" fails and waits for its retry
+        outbox_send_due()  # "opened" fails and waits for its retry
         server.respond = fakes.webhook_receiver(204)
         escalation_resolve(escalation=escalation, resolution="dismissed", actor="op")
-        outbox_relay(now=timezone.now() + timedelta(hours=1))
+        outbox_send_due(now=timezone.now() + timedelta(hours=1))
     # Nothing to act on and nothing to close: neither message goes out.
     assert set(Notification.objects.values_list("event", "status")) == {("opened", "cancelled"),
                                                                         ("resolved", "cancelled")}  # fmt: skip
@@ -167,7 +155,7 @@ def test_a_reminder_claimed_before_the_acknowledgement_is_still_not_sent(signed)
     with fakes.webhook() as server:
         signed(server)
         escalation = escalate()
-        outbox_relay()
+        outbox_send_due()
         at = escalation.created_at + timedelta(minutes=31)
         escalation_timers_run(now=at)
         token, [reminder] = outbox_claim(now=at, limit=10)
@@ -184,8 +172,8 @@ def test_a_row_whose_sending_crashes_is_retried_then_dead_and_never_blocks_the_o
         signed(server)
         broken, *_ = [escalate() for _ in range(3)]
         Notification.objects.filter(escalation=broken).update(payload={})
-        first = outbox_relay()
-        second = outbox_relay(now=timezone.now() + timedelta(hours=1))
+        first = outbox_send_due()
+        second = outbox_send_due(now=timezone.now() + timedelta(hours=1))
     assert (first["sent"], first["retry_later"], second["dead"]) == (2, 1, 1)
     assert len(server.requests) == 2
     row = Notification.objects.get(escalation=broken)
@@ -196,7 +184,7 @@ def test_a_row_whose_sending_crashes_is_retried_then_dead_and_never_blocks_the_o
 def test_an_email_address_django_cannot_parse_is_dead_at_once(smtp_inbox):
     ChannelFactory(kind="email", target="ops@example.com; boss@example.com")  # saved past the form's check
     escalate()
-    assert outbox_relay()["dead"] == 1
+    assert outbox_send_due()["dead"] == 1
     assert "Invalid address" in Notification.objects.get().last_error
     assert not smtp_inbox.messages
 
@@ -211,7 +199,7 @@ def test_a_row_claimed_by_relays_that_keep_dying_is_given_up(signed, settings):
         for _ in range(2):  # claimed, then the relay dies mid-send, twice
             outbox_claim(now=clock, limit=1)
             clock += timedelta(seconds=61)
-        assert outbox_relay(now=clock)["dead"] == 1
+        assert outbox_send_due(now=clock)["dead"] == 1
     assert not server.requests
     assert "Gave up after 2 attempts" in Notification.objects.get().last_error
 
@@ -224,8 +212,8 @@ def test_a_row_held_by_a_relay_that_died_is_taken_over_after_its_lease_and_sent_
         escalate()
         start = timezone.now()
         stale_token, [stale_row] = outbox_claim(now=start, limit=10)  # a relay claims, then hangs
-        assert outbox_relay(now=start + timedelta(seconds=60))["sent"] == 0  # still its lease
-        assert outbox_relay(now=start + timedelta(seconds=121))["sent"] == 1  # taken over
+        assert outbox_send_due(now=start + timedelta(seconds=60))["sent"] == 0  # still its lease
+        assert outbox_send_due(now=start + timedelta(seconds=121))["sent"] == 1  # taken over
         # The hung relay wakes up: its claim is gone, so it sends nothing and changes nothing.
         assert notification_send(notification=stale_row, token=stale_token, now=start + timedelta(seconds=5)) == "lost"
     row = Notification.objects.get()
@@ -243,7 +231,7 @@ def test_a_row_being_sent_late_in_a_long_batch_is_not_taken_over_by_another_rela
     def respond(request):
         if not second_relay:  # mid-send: another relay runs, 601 s after the first one claimed
             try:
-                second_relay.append(outbox_relay(now=start + timedelta(seconds=601)))
+                second_relay.append(outbox_send_due(now=start + timedelta(seconds=601)))
             finally:
                 connection.close()
         return 204, {}, b""
@@ -258,56 +246,6 @@ def test_a_row_being_sent_late_in_a_long_batch_is_not_taken_over_by_another_rela
         assert notification_send(notification=row, token=token, now=start + timedelta(seconds=590)) == "sent"
     assert second_relay[0]["sent"] == 0
     assert len(server.requests) == 1
-
-
-@pytest.mark.django_db
-def test_timers_remind_at_thirty_minutes_and_go_secondary_at_two_hours(signed, settings):
-    settings.ESCALATION_REMIND_AFTER_MINUTES, settings.ESCALATION_SECONDARY_AFTER_MINUTES = 30, 120
-    with fakes.webhook() as server:
-        primary = signed(server)
-        secondary = signed(server, tier="secondary")
-        escalation = escalate()
-        opened = escalation.created_at
-
-        def events_at(minutes: float) -> list[tuple[str, int]]:
-            escalation_timers_run(now=opened + timedelta(minutes=minutes))
-            outbox_relay(now=opened + timedelta(minutes=minutes))
-            rows = Notification.objects.filter(status="sent").order_by("pk")
-            return [(row.event, row.channel_id) for row in rows]
-
-        assert events_at(29.9) == [("opened", primary.pk)]
-        assert events_at(30) == [("opened", primary.pk), ("reminder", primary.pk)]
-        assert events_at(119) == [("opened", primary.pk), ("reminder", primary.pk)]
-        assert events_at(120) == [("opened", primary.pk), ("reminder", primary.pk), ("secondary", secondary.pk)]
-        assert events_at(600) == events_at(120)  # each timer fires once
-    assert len(server.requests) == 3
-
-
-@pytest.mark.django_db
-def test_timers_stay_quiet_once_the_escalation_is_acknowledged(signed):
-    with fakes.webhook() as server:
-        signed(server)
-        signed(server, tier="secondary")
-        escalation = escalate()
-        outbox_relay()
-        escalation_acknowledge(escalation=escalation, actor="op")
-        fired = escalation_timers_run(now=escalation.created_at + timedelta(hours=5))
-        outbox_relay(now=escalation.created_at + timedelta(hours=5))
-    assert fired == {"reminded": 0, "sent_to_secondary": 0}
-    assert [r["headers"]["x-agency-event"] for r in server.requests] == ["escalation.opened"]
-
-
-@pytest.mark.django_db
-def test_a_reminder_queued_before_the_acknowledgement_is_cancelled_not_sent(signed):
-    with fakes.webhook() as server:
-        signed(server)
-        escalation = escalate()
-        outbox_relay()
-        escalation_timers_run(now=escalation.created_at + timedelta(minutes=31))
-        escalation_acknowledge(escalation=escalation, actor="op")  # before the relay got to the reminder
-        assert outbox_relay(now=escalation.created_at + timedelta(minutes=31))["cancelled"] == 1
-    assert len(server.requests) == 1
-    assert Notification.objects.get(event="reminder").status == "cancelled"
 
 
 @pytest.mark.django_db
@@ -339,7 +277,7 @@ def test_two_relays_at_once_send_each_of_200_rows_exactly_once(signed, settings)
         server.requests.clear()
         server.respond = fakes.webhook_receiver(204)  # back up
         later = timezone.now() + timedelta(hours=1)
-        results = run_at_once(2, lambda i: outbox_relay(now=later))
+        results = run_at_once(2, lambda i: outbox_send_due(now=later))
     sent = [result["sent"] for result in results]
     assert sum(sent) == 200 and all(sent), sent  # both relays did part of the work
     assert len(server.requests) == 200
@@ -353,7 +291,7 @@ def test_it_forgets_long_done_notifications_but_keeps_dead_ones(signed, settings
     with fakes.webhook() as server:
         signed(server)
         _sent, cancelled, dead, recent = (escalate() for _ in range(4))
-        outbox_relay()
+        outbox_send_due()
     Notification.objects.filter(escalation=cancelled).update(status="cancelled")
     Notification.objects.filter(escalation=dead).update(status="dead")
     old = timezone.now() - timedelta(days=91)
@@ -376,9 +314,9 @@ def test_the_relay_holds_no_more_descriptors_or_threads_after_1000_rows_than_aft
             signed(server)
         for _ in range(101):
             escalate()
-        assert outbox_relay(limit=10)["sent"] == 10
+        assert outbox_send_due(limit=10)["sent"] == 10
         after_ten = _held()
-        assert outbox_relay()["sent"] == 1000
+        assert outbox_send_due()["sent"] == 1000
         after_thousand = _held()
     assert len(set(deliveries(server))) == 1010
     assert after_thousand <= after_ten, (after_ten, after_thousand)

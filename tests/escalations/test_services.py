@@ -1,5 +1,6 @@
 """Escalation rules and services (SPEC §7)."""
 
+from datetime import timedelta
 from itertools import product
 
 import pytest
@@ -8,18 +9,19 @@ from django.db import DatabaseError, connection
 from agency.models import Task, TaskEvent
 from agency.services.delivery import deliverable_add
 from escalations.models import Escalation, EscalationEvent, Notification
-from escalations.outbox import outbox_relay
+from escalations.outbox import outbox_send_due
 from escalations.services import (
     EscalationConflict,
     escalation_acknowledge,
     escalation_open,
     escalation_resolve,
+    escalation_timers_run,
     failure_decide,
 )
 from tests.agency.factories import TaskFactory
 from tests.concurrency import run_at_once
 from tests.escalations import fakes
-from tests.escalations.factories import ChannelFactory
+from tests.escalations.factories import ChannelFactory, escalate
 
 # (attempts exhausted?, high value?, error?) → expected decision, written from SPEC §7.
 TABLE = {
@@ -110,7 +112,7 @@ def test_it_keeps_and_sends_nothing_when_part_of_the_escalation_cannot_be_writte
         # SQLite reports a trigger's ABORT as an integrity error, which reads as a lost race: a 409, not a 500.
         with pytest.raises((DatabaseError, EscalationConflict)):
             escalation_open(task=task, reason="attempts_exhausted", actor="pipeline")
-        outbox_relay()
+        outbox_send_due()
     task.refresh_from_db()
     assert task.status == "processing"
     assert not Escalation.objects.exists()
@@ -202,3 +204,56 @@ def test_it_lists_unresolved_high_severity_escalations_first_in_the_admin(admin_
     detail = admin_client.get(f"/admin/escalations/escalation/{done.pk}/change/")
     assert detail.status_code == 200
     assert b"resolved" in detail.content and b"opened" in detail.content  # the timeline inline
+
+
+# --- Timers -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_timers_remind_at_thirty_minutes_and_go_secondary_at_two_hours(signed, settings):
+    settings.ESCALATION_REMIND_AFTER_MINUTES, settings.ESCALATION_SECONDARY_AFTER_MINUTES = 30, 120
+    with fakes.webhook() as server:
+        primary = signed(server)
+        secondary = signed(server, tier="secondary")
+        escalation = escalate()
+        opened = escalation.created_at
+
+        def events_at(minutes: float) -> list[tuple[str, int]]:
+            escalation_timers_run(now=opened + timedelta(minutes=minutes))
+            outbox_send_due(now=opened + timedelta(minutes=minutes))
+            rows = Notification.objects.filter(status="sent").order_by("pk")
+            return [(row.event, row.channel_id) for row in rows]
+
+        assert events_at(29.9) == [("opened", primary.pk)]
+        assert events_at(30) == [("opened", primary.pk), ("reminder", primary.pk)]
+        assert events_at(119) == [("opened", primary.pk), ("reminder", primary.pk)]
+        assert events_at(120) == [("opened", primary.pk), ("reminder", primary.pk), ("secondary", secondary.pk)]
+        assert events_at(600) == events_at(120)  # each timer fires once
+    assert len(server.requests) == 3
+
+
+@pytest.mark.django_db
+def test_timers_stay_quiet_once_the_escalation_is_acknowledged(signed):
+    with fakes.webhook() as server:
+        signed(server)
+        signed(server, tier="secondary")
+        escalation = escalate()
+        outbox_send_due()
+        escalation_acknowledge(escalation=escalation, actor="op")
+        fired = escalation_timers_run(now=escalation.created_at + timedelta(hours=5))
+        outbox_send_due(now=escalation.created_at + timedelta(hours=5))
+    assert fired == {"reminded": 0, "sent_to_secondary": 0}
+    assert [r["headers"]["x-agency-event"] for r in server.requests] == ["escalation.opened"]
+
+
+@pytest.mark.django_db
+def test_a_reminder_queued_before_the_acknowledgement_is_cancelled_not_sent(signed):
+    with fakes.webhook() as server:
+        signed(server)
+        escalation = escalate()
+        outbox_send_due()
+        escalation_timers_run(now=escalation.created_at + timedelta(minutes=31))
+        escalation_acknowledge(escalation=escalation, actor="op")  # before the relay got to the reminder
+        assert outbox_send_due(now=escalation.created_at + timedelta(minutes=31))["cancelled"] == 1
+    assert len(server.requests) == 1
+    assert Notification.objects.get(event="reminder").status == "cancelled"

@@ -5,9 +5,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db.models import Count
 
+from agency.demo import demo_channel_seed, demo_tasks_seed, demo_undoable_escalate
 from agency.models import ApiKey, Task
 from agency.services.api_keys import api_key_create
-from agency.services.demo import demo_channel_seed, demo_tasks_seed, demo_undoable_escalate
 from escalations.models import Escalation, Notification
 from tracing.commands import TracedCommand
 from tracing.context import current_trace_id

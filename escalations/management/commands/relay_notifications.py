@@ -1,7 +1,9 @@
 from django.core.management.base import CommandError
 from django.utils import timezone
+from tqdm import tqdm
 
-from escalations.outbox import escalation_timers_run, outbox_due_count, outbox_relay, relaying
+from escalations.outbox import outbox_due_count
+from escalations.services import notifications_relay
 from tracing.commands import TracedCommand
 
 PROGRESS_EVERY = 50  # rows between plain progress lines when not on a terminal
@@ -20,32 +22,20 @@ class Command(TracedCommand):
     def handle(self, *args, limit=None, no_timers=False, **options):
         if limit is not None and limit < 1:
             raise CommandError("--limit must be at least 1.")
-        with relaying():  # rows the timers queue are sent below, not by an extra kick each
-            self._relay(limit, no_timers)
-
-    def _relay(self, limit: int | None, no_timers: bool) -> None:
-        if not no_timers:
-            fired = escalation_timers_run()
-            self.stdout.write(f"Timers: {fired['reminded']} reminded, {fired['sent_to_secondary']} sent to secondary.")
         due = outbox_due_count(now=timezone.now())
-        total = min(due, limit) if limit is not None else due
         self.stdout.write(f"Due notifications: {due}.")
-        done = 0
         on_tty = self.stdout.isatty()
+        # A bar on a terminal; plain lines in logs. Timers may add rows, so the total is a floor.
+        bar = tqdm(total=min(due, limit or due), unit="row", disable=not on_tty, file=self.stdout._out)
 
-        def progress(status: str) -> None:
-            nonlocal done
-            done += 1
-            if on_tty:
-                width = 30
-                filled = width * done // max(total, done)
-                self.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{max(total, done)}", ending="")
-            elif done % PROGRESS_EVERY == 0:
-                self.stdout.write(f"{done} rows handled…")
+        def progress(outcome: str) -> None:
+            bar.update()
+            if not on_tty and bar.n % PROGRESS_EVERY == 0:
+                self.stdout.write(f"{bar.n} rows handled…")
 
-        counts = outbox_relay(limit=limit, on_row=progress)
-        if on_tty and done:
-            self.stdout.write("")
+        with bar:
+            counts = notifications_relay(limit=limit, timers=not no_timers, on_row=progress)
+        self.stdout.write(f"Timers: {counts['reminded']} reminded, {counts['sent_to_secondary']} sent to secondary.")
         self.stdout.write(
             self.style.SUCCESS(
                 f"Relayed: {counts['sent']} sent, {counts['retry_later']} to retry later, "

@@ -9,7 +9,7 @@ from agency.services.uploads import upload_validate
 from escalations.models import Escalation, NotificationChannel
 from escalations.services import escalation_open
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(__file__).resolve().parent / "samples"
 DEMO_CLIENT = "demo-client@agency.local"
 DEMO_TASKS = [
     ("accounting", "Categorise Q3 expenses and flag anomalies", "quarterly_expenses.csv", "medium", "standard"),

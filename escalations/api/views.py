@@ -1,15 +1,17 @@
-"""Escalation endpoints for integrations (SPEC §7, §9): thin adapters over the services."""
+"""Escalation endpoints for integrations (docs/escalations.md): thin adapters over the services."""
 
 import django_filters
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.generics import ListAPIView, get_object_or_404
+from rest_framework.generics import ListAPIView, RetrieveAPIView, get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agency.api.auth import OperatorScope, ReadScope, WriteScope, actor_of
 from agency.api.idempotency import idempotent
+from agency.api.tasks import PayloadTooLarge
 from agency.models import Task
 from escalations.models import Escalation
 from escalations.services import escalation_acknowledge, escalation_open, escalation_resolve
@@ -71,6 +73,12 @@ class EscalationListCreateApi(ListAPIView):
         return Response(EscalationOut(escalation).data, status=status.HTTP_201_CREATED if created else 200)
 
 
+class EscalationDetailApi(RetrieveAPIView):
+    serializer_class = EscalationOut
+    permission_classes = [ReadScope]
+    queryset = Escalation.objects.all()
+
+
 class EscalationAcknowledgeApi(APIView):
     permission_classes = [OperatorScope]
 
@@ -83,21 +91,37 @@ class EscalationAcknowledgeApi(APIView):
 class ResolveIn(serializers.Serializer):
     resolution = serializers.ChoiceField(Escalation.Resolution.choices)
     note = serializers.CharField(required=False, allow_blank=True, default="")
+    deliverable = serializers.FileField(
+        required=False, help_text="The finished work (multipart); goes with completed_manually and completes the task."
+    )
+
+    def validate(self, attrs):
+        if "deliverable" in attrs and attrs["resolution"] != Escalation.Resolution.COMPLETED_MANUALLY:
+            raise serializers.ValidationError({"deliverable": ["A deliverable goes with completed_manually."]})
+        if "deliverable" in attrs and attrs["deliverable"].size > settings.TASK_INPUT_MAX_BYTES:
+            raise PayloadTooLarge(f"A deliverable may be {settings.TASK_INPUT_MAX_BYTES} bytes at most.")
+        return attrs
 
 
 class EscalationResolveApi(APIView):
-    """Resolve with an outcome for the task; 409 when already resolved."""
+    """Resolve with an outcome for the task; 409 when already resolved.
+
+    `completed_manually` takes the finished work as a multipart `deliverable` (unless the
+    task already has one): it is stored for the client and the task completes.
+    """
 
     permission_classes = [OperatorScope]
 
-    @extend_schema(request=ResolveIn, responses=EscalationOut)
+    @extend_schema(request={"application/json": ResolveIn, "multipart/form-data": ResolveIn}, responses=EscalationOut)
     def post(self, request: Request, pk: int) -> Response:
         params = ResolveIn(data=request.data)
         params.is_valid(raise_exception=True)
+        data = params.validated_data
         escalation = escalation_resolve(
             escalation=get_object_or_404(Escalation, pk=pk),
-            resolution=params.validated_data["resolution"],
+            resolution=data["resolution"],
             actor=actor_of(request),
-            note=params.validated_data["note"],
+            note=data["note"],
+            deliverable=data.get("deliverable"),
         )
         return Response(EscalationOut(escalation).data)
