@@ -23,11 +23,6 @@ def current_trace_id() -> str:
     return format(ctx.trace_id, "032x") if ctx.is_valid else ""
 
 
-def current_span_id() -> str:
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.span_id, "016x") if ctx.is_valid else ""
-
-
 def trace_carrier() -> dict[str, str]:
     """The current context as W3C headers (`traceparent`, `tracestate`), for storing."""
     carrier: dict[str, str] = {}
