@@ -6,6 +6,7 @@ from agency.errors import DomainError
 from agency.models import (
     ApiKey,
     Client,
+    CycleRun,
     Deliverable,
     DeliveryLink,
     Domain,
@@ -212,3 +213,11 @@ class DeliveryLinkAdmin(ReadOnlyAdmin):
     list_display = ["task", "downloads", "max_downloads", "expires_at", "revoked_at", "created_at"]
     list_select_related = ["task"]
     exclude = ["token_hash"]
+
+
+@admin.register(CycleRun)
+class CycleRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "trigger", "status", "created_at", "finished_at", "trace_id"]
+    list_filter = ["status", "trigger"]
+    search_fields = ["trace_id"]
+    show_full_result_count = False

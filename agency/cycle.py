@@ -5,20 +5,24 @@ run concurrently and twice, and returns a small summary for operators. Issues
 that add a stage put its dotted path into `CYCLE_STEPS` at its place in the
 order: scan marketplaces → evaluate and bid → reconcile bids → work paid
 tasks → arena → escalate → relay notifications → housekeeping.
+
+Every run is a `CycleRun` row, stamped with the run's trace and filled in
+step by step, so operators see what each run did (and how far a dead one got).
 """
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 import structlog
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from opentelemetry import trace
 
-from agency.models import IdempotencyRecord
+from agency.models import CycleRun, IdempotencyRecord
 
 logger = structlog.get_logger(__name__)
 
@@ -56,17 +60,42 @@ def step_run(path: str) -> StepOutcome:
         return outcome
 
 
+def cycle_start(*, steps: list[str], trigger: str) -> CycleRun:
+    """The row of a run that is about to do `steps` (dotted paths), in the current trace."""
+    return CycleRun.objects.create(trigger=trigger, planned=[step_name(path) for path in steps])
+
+
+def cycle_step_record(*, run_id: int, outcome: StepOutcome, last: bool) -> None:
+    """Add a finished step to its run; the last one closes the run (failed if any step failed)."""
+    with transaction.atomic():
+        run = CycleRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:  # deleted meanwhile (housekeeping, an operator): nothing to record into
+            return
+        run.steps = [*run.steps, asdict(outcome)]
+        fields = ["steps"]
+        if last:
+            ok = all(step["ok"] for step in run.steps)
+            run.status = CycleRun.Status.FINISHED if ok else CycleRun.Status.FAILED
+            run.finished_at = timezone.now()
+            fields += ["status", "finished_at"]
+        run.save(update_fields=fields)
+
+
 def cycle_run(
     *, steps: list[str] | None = None, on_step: Callable[[StepOutcome], None] | None = None
-) -> list[StepOutcome]:
+) -> tuple[CycleRun, list[StepOutcome]]:
     """Run every step in order in this process; later steps run even if one fails."""
+    paths = list(steps if steps is not None else CYCLE_STEPS)
+    run = cycle_start(steps=paths, trigger=CycleRun.Trigger.COMMAND)
     outcomes = []
-    for path in steps if steps is not None else CYCLE_STEPS:
+    for index, path in enumerate(paths):
         outcome = step_run(path)
         outcomes.append(outcome)
+        cycle_step_record(run_id=run.pk, outcome=outcome, last=index == len(paths) - 1)
         if on_step is not None:
             on_step(outcome)
-    return outcomes
+    run.refresh_from_db()
+    return run, outcomes
 
 
 def _ms_since(started: float) -> int:

@@ -3,7 +3,8 @@
 import structlog
 from celery import chain, shared_task
 
-from agency.cycle import CYCLE_STEPS, step_run
+from agency.cycle import CYCLE_STEPS, cycle_start, cycle_step_record, step_run
+from agency.models import CycleRun
 
 logger = structlog.get_logger(__name__)
 
@@ -15,16 +16,20 @@ def agency_cycle() -> list[str]:
     The chain is published from inside this task, so every step task carries
     this task's trace context (and thereby the trace of whoever started it).
     """
-    chain(*(cycle_step.si(path) for path in CYCLE_STEPS)).apply_async()
-    logger.info("cycle_enqueued", steps=len(CYCLE_STEPS))
+    run = cycle_start(steps=CYCLE_STEPS, trigger=CycleRun.Trigger.WORKER)
+    last = len(CYCLE_STEPS) - 1
+    chain(*(cycle_step.si(path, run.pk, i == last) for i, path in enumerate(CYCLE_STEPS))).apply_async()
+    logger.info("cycle_enqueued", steps=len(CYCLE_STEPS), cycle_run_id=run.pk)
     return list(CYCLE_STEPS)
 
 
 @shared_task(name="agency.cycle_step")
-def cycle_step(path: str) -> dict:
+def cycle_step(path: str, run_id: int | None = None, last: bool = False) -> dict:
     if path not in CYCLE_STEPS:
         raise ValueError(f"{path!r} is not a cycle step")
     outcome = step_run(path)
+    if run_id is not None:
+        cycle_step_record(run_id=run_id, outcome=outcome, last=last)
     return {"step": outcome.name, "ok": outcome.ok, "summary": outcome.summary, "error": outcome.error}
 
 

@@ -1,12 +1,14 @@
 """Models of the agency core, one module per idea."""
 
 from agency.models.api import ApiKey, IdempotencyRecord
+from agency.models.cycles import CycleRun
 from agency.models.payments import StripeEvent
 from agency.models.tasks import Client, Deliverable, DeliveryLink, Domain, Task, TaskEvent
 
 __all__ = [
     "ApiKey",
     "Client",
+    "CycleRun",
     "Deliverable",
     "DeliveryLink",
     "Domain",

@@ -3,10 +3,13 @@ from io import StringIO
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.test import Client
 
-from agency.models import ApiKey, Task
+from agency.models import ApiKey, CycleRun, Task
 from escalations.models import Escalation
+from escalations.services import escalation_resolve
 from tests.conftest import client_with_key
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +42,8 @@ def test_it_runs_every_cycle_step_and_can_run_twice():
     for output in (first, second):
         assert "[1/2] notifications_relay: ok" in output
         assert "[2/2] housekeeping: ok" in output
-        assert "Cycle finished: 2 steps ok." in output
+        assert "finished: 2 steps ok." in output
+    assert [run.status for run in CycleRun.objects.order_by("pk")] == ["finished", "finished"]
 
 
 def test_it_refuses_an_unknown_cycle_step():
@@ -56,17 +60,20 @@ def test_it_runs_each_command_under_a_trace_of_its_own(log_lines):
     assert all(len(line["trace_id"]) == 32 for line in started)
 
 
-def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings, tmp_path):
+def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings, tmp_path, monkeypatch):
     settings.DEBUG = True  # pytest-django runs tests with DEBUG off; the demo is for development
     settings.MEDIA_ROOT = tmp_path
+    settings.PUBLIC_BASE_URL = "http://unused.example"  # through the fixture: restored after the test
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
     first = _run("demo", "--no-serve")
     second = _run("demo", "--no-serve")
     for output in (first, second):
-        assert "Login:     operator / " in output
         assert "housekeeping: ok" in output
     user = get_user_model().objects.get(username="operator")
-    password = second.split("Login:     operator / ")[1].split()[0]
-    assert user.is_staff and user.check_password(password)
+    password = first.split("Login:     operator / ")[1].split()[0]
+    assert "Login:     operator (password printed by the first demo run" in second
+    assert "changepassword operator" in second
+    assert user.is_staff and user.is_superuser and user.check_password(password)  # the second run kept it
     assert get_user_model().objects.count() == 1
     assert ApiKey.objects.filter(name="demo integration").count() == 1
     demo_tasks = Task.objects.filter(client__email="demo-client@agency.local")
@@ -82,6 +89,53 @@ def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings, tmp_path
     assert "Inbox:     1 unresolved escalation(s); notifications: 1 sent" in second
     raw = first.split("API key:   ")[1].split()[0]
     assert client_with_key(raw).get("/api/v1/keys").status_code == 200
+
+
+def test_the_trace_id_each_demo_run_prints_finds_that_run_in_the_trace_search(settings, tmp_path, admin_client):
+    settings.DEBUG = True
+    settings.MEDIA_ROOT = tmp_path
+    for _ in range(2):  # the second run seeds nothing new, yet its trace still has a record
+        output = _run("demo", "--no-serve")
+        trace_id = output.split("Trace:     ")[1].split()[0]
+        [run] = CycleRun.objects.filter(trace_id=trace_id)
+        assert (run.trigger, run.status) == ("command", "finished")
+        assert [step["name"] for step in run.steps] == ["notifications_relay", "housekeeping"]
+        page = admin_client.get("/admin/traces/", {"trace_id": trace_id}).content.decode()
+        assert f"Cycle #{run.pk}" in page
+    assert CycleRun.objects.count() == 2
+
+
+def test_e_mailed_links_point_where_the_demo_serves(
+    settings, monkeypatch, media_root, django_capture_on_commit_callbacks
+):
+    settings.DEBUG = True
+    settings.PUBLIC_BASE_URL = "http://unused.example"  # through the fixture: restored after the test
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    output = _run("demo", "--no-serve", "--addrport", "0.0.0.0:8123")
+    assert "Admin:     http://127.0.0.1:8123/admin/" in output
+    [escalation] = Escalation.objects.all()
+    [alert] = mail.outbox
+    assert f"http://127.0.0.1:8123/admin/escalations/escalation/{escalation.pk}/change/" in alert.body
+
+    # An operator finishes the escalated task by hand while the demo serves: the client's link follows too.
+    upload = SimpleUploadedFile("filed.txt", b"Filed at the registry.", content_type="text/plain")
+    with django_capture_on_commit_callbacks(execute=True):
+        escalation_resolve(escalation=escalation, resolution="completed_manually", actor="op", deliverable=upload)
+    [delivery] = [m for m in mail.outbox if m.to == ["demo-client@agency.local"]]
+    url = next(word for word in delivery.body.split() if word.startswith("http"))
+    assert url.startswith("http://127.0.0.1:8123/deliver/")
+    assert Client().get(url.removeprefix("http://127.0.0.1:8123")).status_code == 200
+
+
+def test_it_honours_public_base_url_over_the_served_address(settings, tmp_path, monkeypatch):
+    settings.DEBUG = True
+    settings.MEDIA_ROOT = tmp_path
+    settings.PUBLIC_BASE_URL = "https://agency.example"
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://agency.example")
+    output = _run("demo", "--no-serve", "--addrport", "127.0.0.1:8123")
+    assert "Admin:     https://agency.example/admin/" in output
+    [alert] = mail.outbox
+    assert "https://agency.example/admin/escalations/escalation/" in alert.body
 
 
 def test_it_refuses_the_demo_outside_development(settings):

@@ -1,3 +1,4 @@
+import os
 import secrets
 
 from django.conf import settings
@@ -24,7 +25,11 @@ class Command(TracedCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--no-serve", action="store_true", help="Stop after the summary.")
-        parser.add_argument("--addrport", default="127.0.0.1:8000", help="Where to serve the admin.")
+        parser.add_argument(
+            "--addrport",
+            default="127.0.0.1:8000",
+            help="Where to serve the admin; links in e-mails point here unless PUBLIC_BASE_URL is set.",
+        )
         parser.add_argument("--force", action="store_true", help="Run even with DJANGO_DEBUG=false.")
 
     def handle(self, *args, no_serve: bool, addrport: str, force: bool, **options):
@@ -33,9 +38,12 @@ class Command(TracedCommand):
                 "demo seeds data and resets the operator's password: it is for development "
                 "(DJANGO_DEBUG=true). Use --force to run it against this database anyway."
             )
+        if not os.environ.get("PUBLIC_BASE_URL"):
+            # E-mailed links (escalations, deliveries) must open where this demo serves.
+            settings.PUBLIC_BASE_URL = public_base_url(addrport)
         self.stdout.write("1. Migrating the database…")
         call_command("migrate", interactive=False, verbosity=0)
-        password = self._operator()
+        login = self._operator()
         key_line = self._demo_key()
         seeded = demo_tasks_seed()
         self.stdout.write(f"   {len(seeded)} demo task(s) created (prepaid, with sample inputs).")
@@ -47,21 +55,25 @@ class Command(TracedCommand):
             self.stdout.write(f"   Escalation #{escalation.pk} ({escalation.reason}, {escalation.status}).")
         self.stdout.write("4. Running one agency cycle…")
         call_command("run_agency", stdout=self.stdout, stderr=self.stderr)
-        self._summary(password, key_line, addrport)
+        self._summary(login, key_line)
         if not no_serve:
             call_command("runserver", addrport, use_reloader=False)
 
     def _operator(self) -> str:
-        """Create (or reset the password of) the operator login; returns the new password."""
+        """Create the operator login on the first run; later runs leave its password alone.
+
+        Returns how to log in: the password, printed this once, or where to reset it.
+        """
         self.stdout.write("2. Seeding the operator login and demo data…")
-        user, _ = get_user_model().objects.get_or_create(
-            username=OPERATOR_USERNAME, defaults={"is_staff": True, "is_superuser": True}
-        )
+        users = get_user_model().objects
+        if users.filter(username=OPERATOR_USERNAME).exists():
+            return (
+                f"{OPERATOR_USERNAME} (password printed by the first demo run; to set a new one: "
+                f".venv/bin/python manage.py changepassword {OPERATOR_USERNAME})"
+            )
         password = secrets.token_urlsafe(12)
-        user.set_password(password)
-        user.is_staff = user.is_superuser = True
-        user.save()
-        return password
+        users.create_superuser(username=OPERATOR_USERNAME, email="", password=password)
+        return f"{OPERATOR_USERNAME} / {password}  (shown once; keep it)"
 
     def _demo_key(self) -> str:
         if ApiKey.objects.filter(name=DEMO_KEY_NAME, revoked_at__isnull=True).exists():
@@ -69,18 +81,27 @@ class Command(TracedCommand):
         _, raw_key = api_key_create(name=DEMO_KEY_NAME, scope=ApiKey.Scope.OPERATOR)
         return raw_key
 
-    def _summary(self, password: str, key_line: str, addrport: str) -> None:
+    def _summary(self, login: str, key_line: str) -> None:
+        base = settings.PUBLIC_BASE_URL.rstrip("/")
         self.stdout.write("")
         self.stdout.write(self.style.MIGRATE_HEADING("Agency demo ready"))
-        self.stdout.write(f"  Admin:     http://{addrport}/admin/")
-        self.stdout.write(f"  Login:     {OPERATOR_USERNAME} / {password}")
+        self.stdout.write(f"  Admin:     {base}/admin/")
+        self.stdout.write(f"  Login:     {login}")
         self.stdout.write(f"  API key:   {key_line}")
-        self.stdout.write(f"  API docs:  http://{addrport}/api/v1/docs/")
+        self.stdout.write(f"  API docs:  {base}/api/v1/docs/")
         self.stdout.write("  Tasks:     " + (_by_status(Task.objects) or "none"))
         unresolved = Escalation.objects.exclude(status=Escalation.Status.RESOLVED).count()
         outbox = _by_status(Notification.objects) or "empty"
         self.stdout.write(f"  Inbox:     {unresolved} unresolved escalation(s); notifications: {outbox}")
         self.stdout.write(f"  Trace:     {current_trace_id()} (paste into the admin's trace search)")
+
+
+def public_base_url(addrport: str) -> str:
+    """The URL a browser on this machine opens for runserver's `addrport` ("8000", "0.0.0.0:8000", "[::1]:8000")."""
+    host, _, port = addrport.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]"):  # noqa: S104 (listening everywhere; the browser uses loopback)
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
 
 
 def _by_status(rows) -> str:

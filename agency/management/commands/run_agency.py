@@ -32,11 +32,11 @@ class Command(TracedCommand):
                 f"[{done}/{total}] {outcome.name}: {status} in {outcome.duration_ms} ms {details}".rstrip()
             )
 
-        outcomes = cycle_run(steps=selected, on_step=report)
+        run, outcomes = cycle_run(steps=selected, on_step=report)
         failed = [o.name for o in outcomes if not o.ok]
         if failed:
-            raise CommandError(f"{len(failed)} of {total} steps failed: {', '.join(failed)}")
-        self.stdout.write(self.style.SUCCESS(f"Cycle finished: {total} step{'s' if total != 1 else ''} ok."))
+            raise CommandError(f"Cycle #{run.pk}: {len(failed)} of {total} steps failed: {', '.join(failed)}")
+        self.stdout.write(self.style.SUCCESS(f"Cycle #{run.pk} finished: {total} step{'s' if total != 1 else ''} ok."))
         sys.stdout.flush()
 
     def _select(self, names: list[str] | None) -> list[str]:
