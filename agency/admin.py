@@ -65,7 +65,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         )
         messages.warning(request, f"Copy this key now, it is not shown again: {raw_key}")
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         revoked, _ = each_row(queryset, lambda api_key: api_key_revoke(api_key=api_key))  # revoked ones: skipped
         self.message_user(request, f"Revoked {revoked} key(s).")
@@ -166,7 +166,7 @@ class TaskAdmin(ChangedFieldsOnlyAdmin):
     def has_add_permission(self, request):
         return False  # tasks come from the API, marketplaces and commands, priced by the service
 
-    @admin.action(description="E-mail the client a new delivery link (completed tasks)")
+    @admin.action(description="E-mail the client a new delivery link (completed tasks)", permissions=["change"])
     def new_delivery_link(self, request, queryset):
         sent = 0
         for task in queryset.select_related("client"):
@@ -177,11 +177,11 @@ class TaskAdmin(ChangedFieldsOnlyAdmin):
                 self.message_user(request, f"#{task.pk}: {exc}", level=messages.WARNING)
         self.message_user(request, f"{sent} new delivery link(s) e-mailed.")
 
-    @admin.action(description="Mark selected pending tasks as paid")
+    @admin.action(description="Mark selected pending tasks as paid", permissions=["change"])
     def mark_paid(self, request, queryset):
         self._transition(request, queryset, Task.Status.PAID, "marked paid by an operator")
 
-    @admin.action(description="Cancel selected tasks")
+    @admin.action(description="Cancel selected tasks", permissions=["change"])
     def cancel(self, request, queryset):
         self._transition(request, queryset, Task.Status.CANCELLED, "cancelled by an operator")
 

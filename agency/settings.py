@@ -229,8 +229,8 @@ REST_FRAMEWORK = {
         "agency.api.auth.ApiKeyAuthentication",
         "agency.api.auth.StaffSessionAuthentication",
     ],
-    # Deny by default: a view without its own permission needs the operator scope.
-    "DEFAULT_PERMISSION_CLASSES": ["agency.api.auth.OperatorScope"],
+    # Every view says who may call it (`api_access`); one that does not is closed to everyone.
+    "DEFAULT_PERMISSION_CLASSES": ["agency.api.auth.ApiAccess"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",

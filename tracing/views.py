@@ -16,7 +16,7 @@ def admin_change_url(record: TraceRecord) -> str | None:
         return None
 
 
-def _viewable_models(user) -> list:
+def viewable_models(user) -> list:
     """Staff see the rows of the models their admin permissions let them view."""
     return [m for m in traced_models() if user.has_perm(f"{m._meta.app_label}.view_{m._meta.model_name}")]
 
@@ -30,7 +30,7 @@ def trace_search_admin_view(site: AdminSite):
         records: list[TraceRecord] = []
         if trace_id:
             if is_trace_id(trace_id):
-                records = trace_records(trace_id, models=_viewable_models(request.user))
+                records = trace_records(trace_id, models=viewable_models(request.user))
             else:
                 error = "A trace id is 32 hexadecimal characters."
         context = {

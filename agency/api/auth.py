@@ -1,7 +1,9 @@
-"""API authentication and scopes.
+"""API authentication and access (docs/api.md).
 
-`Authorization: Bearer <key>` for integrations; a logged-in staff user (the
-admin session) is also accepted and holds the operator scope.
+`Authorization: Bearer <key>` for integrations, whose key has one scope
+(read < write < operator); a logged-in staff user (the admin session) is
+also accepted and has exactly the rights its Django permissions give, the
+same ones the admin checks.
 """
 
 from datetime import timedelta
@@ -86,27 +88,40 @@ def actor_of(request: Request) -> str:
     return f"api:{principal_of(request) or 'anonymous'}"
 
 
-class _ScopeRequired(permissions.BasePermission):
-    scope: str = ApiKey.Scope.READ
-    message = "This API key lacks the required scope."
+# What a view needs, per HTTP method: (API-key scope, Django permissions of a staff session).
+Access = tuple[str, tuple[str, ...]]
+_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class ApiAccess(permissions.BasePermission):
+    """Who may call a view: the project's one permission class (the default of every API view).
+
+    A view declares `api_access = {"GET": ("read", ("agency.view_task",)), "POST": (…)}`: the scope an
+    API key needs and the Django permissions a staff session needs (none listed: any active staff user).
+    A method the view handles but does not declare is refused to everyone, so a new view is closed
+    until it says who may use it. The declaration is plain data, so apps below the core (tracing) declare theirs
+    without importing anything from here.
+    """
+
+    message = "You do not have permission to perform this action."
 
     def has_permission(self, request: Request, view) -> bool:
+        method = "GET" if request.method in _READ_METHODS else request.method
+        access: Access | None = getattr(view, "api_access", {}).get(method)
+        if access is None:
+            # Not declared: closed, unless the view has no such method at all (then it answers 405).
+            return not hasattr(view, request.method.lower())
+        scope, perms = access
         if isinstance(request.auth, ApiKey):
-            if request.auth.allows(self.scope):
+            if request.auth.allows(scope):
                 return True
-            self.message = f"This endpoint needs the '{self.scope}' scope; the key has '{request.auth.scope}'."
+            self.message = f"This endpoint needs the '{scope}' scope; the key has '{request.auth.scope}'."
             return False
         user = getattr(request, "user", None)
-        return bool(user is not None and user.is_authenticated and user.is_staff)
-
-
-class ReadScope(_ScopeRequired):
-    scope = ApiKey.Scope.READ
-
-
-class WriteScope(_ScopeRequired):
-    scope = ApiKey.Scope.WRITE
-
-
-class OperatorScope(_ScopeRequired):
-    scope = ApiKey.Scope.OPERATOR
+        if user is None or not (user.is_authenticated and user.is_active and user.is_staff):
+            return False
+        if user.has_perms(perms):
+            return True
+        missing = sorted(p for p in perms if not user.has_perm(p))
+        self.message = f"Your account lacks the permission(s) {', '.join(missing)}."
+        return False

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agency import pricing
-from agency.api.auth import ReadScope, WriteScope, actor_of
+from agency.api.auth import actor_of
 from agency.api.idempotency import idempotent
 from agency.models import Domain, Task
 from agency.services.payments import (
@@ -75,7 +75,7 @@ class QuoteOut(serializers.Serializer):
 class QuoteApi(APIView):
     """The price a task would have now, repeat-client discount included (the price charged)."""
 
-    permission_classes = [ReadScope]
+    api_access = {"GET": ("read", ())}
 
     @extend_schema(parameters=[QuoteIn], responses=QuoteOut)
     def get(self, request: Request) -> Response:
@@ -151,8 +151,7 @@ class TaskListCreateApi(ListAPIView):
     serializer_class = TaskOut
     filterset_class = TaskFilter
 
-    def get_permissions(self):
-        return [WriteScope()] if self.request.method == "POST" else [ReadScope()]
+    api_access = {"GET": ("read", ("agency.view_task",)), "POST": ("write", ("agency.add_task",))}
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -215,7 +214,7 @@ def _upload(data: dict):
 
 class TaskDetailApi(RetrieveAPIView):
     serializer_class = TaskOut
-    permission_classes = [ReadScope]
+    api_access = {"GET": ("read", ("agency.view_task",))}
 
     def get_queryset(self):
         return Task.objects.select_related("domain", "client")
@@ -228,7 +227,7 @@ class CancelIn(serializers.Serializer):
 class TaskCancelApi(APIView):
     """Cancel a task that has not started (pending or paid); 409 otherwise."""
 
-    permission_classes = [WriteScope]
+    api_access = {"POST": ("write", ("agency.change_task",))}
 
     @extend_schema(request=CancelIn, responses=TaskOut)
     def post(self, request: Request, pk: int) -> Response:

@@ -11,7 +11,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agency.api.auth import OperatorScope, ReadScope
 from agency.api.idempotency import idempotent
 from agency.models import ApiKey
 from agency.services.api_keys import api_key_revoke
@@ -27,7 +26,7 @@ class ApiKeyOut(serializers.ModelSerializer):
 class ApiKeyListApi(ListAPIView):
     """API keys (never their secrets). Operator scope."""
 
-    permission_classes = [OperatorScope]
+    api_access = {"GET": ("operator", ("agency.view_apikey",))}
     serializer_class = ApiKeyOut
     filterset_fields = ["scope"]
 
@@ -36,7 +35,7 @@ class ApiKeyListApi(ListAPIView):
 
 
 class ApiKeyRevokeApi(APIView):
-    permission_classes = [OperatorScope]
+    api_access = {"POST": ("operator", ("agency.change_apikey",))}
 
     @extend_schema(request=None, responses=ApiKeyOut)
     def post(self, request: Request, pk: int) -> Response:
@@ -52,7 +51,7 @@ class CycleOut(serializers.Serializer):
 class CycleStartApi(APIView):
     """Start an agency cycle on the workers now (beat also runs one on a schedule)."""
 
-    permission_classes = [OperatorScope]
+    api_access = {"POST": ("operator", ("agency.add_cyclerun",))}
 
     @extend_schema(
         request=None,
@@ -77,7 +76,7 @@ class CycleStatusOut(serializers.Serializer):
 
 
 class CycleStatusApi(APIView):
-    permission_classes = [ReadScope]
+    api_access = {"GET": ("read", ("agency.view_cyclerun",))}
 
     @extend_schema(responses=CycleStatusOut)
     def get(self, request: Request, task_id: str) -> Response:

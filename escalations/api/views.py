@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agency.api.auth import OperatorScope, ReadScope, WriteScope, actor_of
+from agency.api.auth import actor_of
 from agency.api.idempotency import idempotent
 from agency.api.tasks import PayloadTooLarge
 from agency.models import Task
@@ -48,8 +48,10 @@ class EscalationListCreateApi(ListAPIView):
     serializer_class = EscalationOut
     filterset_class = EscalationFilter
 
-    def get_permissions(self):
-        return [WriteScope()] if self.request.method == "POST" else [ReadScope()]
+    api_access = {
+        "GET": ("read", ("escalations.view_escalation",)),
+        "POST": ("write", ("escalations.add_escalation",)),
+    }
 
     def get_queryset(self):
         return Escalation.objects.order_by("-created_at", "-id")
@@ -75,12 +77,12 @@ class EscalationListCreateApi(ListAPIView):
 
 class EscalationDetailApi(RetrieveAPIView):
     serializer_class = EscalationOut
-    permission_classes = [ReadScope]
+    api_access = {"GET": ("read", ("escalations.view_escalation",))}
     queryset = Escalation.objects.all()
 
 
 class EscalationAcknowledgeApi(APIView):
-    permission_classes = [OperatorScope]
+    api_access = {"POST": ("operator", ("escalations.change_escalation",))}
 
     @extend_schema(request=None, responses=EscalationOut)
     def post(self, request: Request, pk: int) -> Response:
@@ -110,7 +112,7 @@ class EscalationResolveApi(APIView):
     task already has one): it is stored for the client and the task completes.
     """
 
-    permission_classes = [OperatorScope]
+    api_access = {"POST": ("operator", ("escalations.change_escalation",))}
 
     @extend_schema(request={"application/json": ResolveIn, "multipart/form-data": ResolveIn}, responses=EscalationOut)
     def post(self, request: Request, pk: int) -> Response:

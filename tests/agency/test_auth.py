@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 
 from agency.models import ApiKey
 from agency.services.api_keys import api_key_create, api_key_revoke
@@ -90,9 +91,13 @@ def test_it_revokes_once_then_answers_409(operator_client):
     assert response.json()["id"] == api_key.pk
 
 
-def test_it_accepts_a_staff_session_as_operator(api):
+def test_a_staff_session_has_the_rights_of_its_django_permissions(api):
     staff = get_user_model().objects.create_user("staff", password="pw-for-tests", is_staff=True)
     api.force_login(staff)
+    refused = api.get(KEYS_URL)
+    assert refused.status_code == 403
+    assert "agency.view_apikey" in refused.json()["detail"]
+    staff.user_permissions.add(Permission.objects.get(codename="view_apikey"))
     assert api.get(KEYS_URL).status_code == 200
 
 

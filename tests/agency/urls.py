@@ -1,15 +1,14 @@
-"""The product's routes plus an endpoint guarded by the write scope (none exists yet)."""
+"""The product's routes plus an endpoint that needs the write scope and nothing else."""
 
 from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agency.api.auth import WriteScope
 from agency.urls import urlpatterns as product_urlpatterns
 
 
 class WriteOnly(APIView):
-    permission_classes = [WriteScope]
+    api_access = {"POST": ("write", ())}
 
     def post(self, request):
         return Response({"ok": True})

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tracing.selectors import is_trace_id, trace_records
-from tracing.views import admin_change_url
+from tracing.views import admin_change_url, viewable_models
 
 
 class TraceRecordOut(serializers.Serializer):
@@ -28,17 +28,21 @@ class TraceOut(serializers.Serializer):
 class TraceDetailApi(APIView):
     """Every stored record of one trace, oldest first.
 
-    No permission is declared here: tracing knows no API keys or scopes. The view
-    takes the project's default API permission (the strictest scope, since a trace
-    spans every app); see `REST_FRAMEWORK` in the settings.
+    An API key needs the operator scope (a trace spans every app) and sees every record;
+    a staff session sees the records of the models its admin permissions let it view,
+    as in the admin's trace search. The project's permission class reads `api_access`.
     """
+
+    api_access = {"GET": ("operator", ())}
 
     @extend_schema(responses=TraceOut, operation_id="traces_retrieve")
     def get(self, request: Request, trace_id: str) -> Response:
         trace_id = trace_id.strip().lower()
         if not is_trace_id(trace_id):
             raise ValidationError({"trace_id": ["A trace id is 32 hexadecimal characters."]})
-        records = trace_records(trace_id)
+        user = request.user
+        # A staff login (a real user) is limited like the admin; an API key is not a user.
+        records = trace_records(trace_id, models=viewable_models(user) if user.pk is not None else None)
         rows = [
             {
                 "model": r.model,
