@@ -1,4 +1,4 @@
-"""Prices in integer cents (SPEC §4).
+"""Prices in integer cents (docs/tasks.md).
 
 price = domain base rate * complexity * urgency, minus the repeat-client
 discount. Multipliers are exact decimals; a fraction of a cent is rounded

@@ -269,7 +269,7 @@ SPECTACULAR_SETTINGS = {
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60)
 IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS = env_int("IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS", 60, minimum=1)
 
-# --- Pricing (SPEC §4) ------------------------------------------------------------
+# --- Pricing (docs/tasks.md) ------------------------------------------------------
 
 
 def _pairs(name: str, default: str, key, value) -> list[tuple]:
@@ -293,12 +293,12 @@ if any(m <= 0 for m in [*PRICING_COMPLEXITY.values(), *PRICING_URGENCY.values()]
 if any(not 0 <= percent <= 100 or minimum < 1 for minimum, percent in PRICING_REPEAT_DISCOUNTS):
     raise ImproperlyConfigured("PRICING_REPEAT_DISCOUNTS needs tiers from 1 task up and percents within 0..100")
 HIGH_VALUE_THRESHOLD_CENTS = env_int("HIGH_VALUE_THRESHOLD_CENTS", 20000, minimum=1)
-# Attempts at a task before it is escalated (SPEC §5, §7).
+# Attempts at a task before it is escalated (docs/escalations.md).
 TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 3, minimum=1)
 # Largest task input accepted (bytes); larger answers 413.
 TASK_INPUT_MAX_BYTES = env_int("TASK_INPUT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 
-# --- Delivery links (SPEC §4) ------------------------------------------------------
+# --- Delivery links (docs/tasks.md) ------------------------------------------------
 
 # Where clients reach this deployment (links in e-mails).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
@@ -308,7 +308,7 @@ DELIVERY_MAX_FAILURES_PER_IP = env_int("DELIVERY_MAX_FAILURES_PER_IP", 10, minim
 DELIVERY_MAX_FAILURES_PER_TASK = env_int("DELIVERY_MAX_FAILURES_PER_TASK", 20, minimum=1)
 DELIVERY_FAILURE_WINDOW_SECONDS = env_int("DELIVERY_FAILURE_WINDOW_SECONDS", 900, minimum=1)
 
-# --- Escalations and notifications (SPEC §7) ---------------------------------------
+# --- Escalations and notifications (docs/escalations.md) ---------------------------
 
 # An open escalation nobody acknowledged is re-notified after this long, and
 # handed to the secondary channels after the second interval.
@@ -335,7 +335,7 @@ NOTIFY_RELAY_INTERVAL_SECONDS = env_int("NOTIFY_RELAY_INTERVAL_SECONDS", 30, min
 TELEGRAM_API_BASE = env.str("TELEGRAM_API_BASE", default="https://api.telegram.org")
 PAGERDUTY_EVENTS_URL = env.str("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
 
-# --- Stripe (SPEC §4) -------------------------------------------------------------
+# --- Stripe (docs/tasks.md) -------------------------------------------------------
 
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")

@@ -37,7 +37,7 @@ def cycle_step(path: str, run_id: int | None = None, last: bool = False) -> dict
 def task_work(task_id: int) -> str:
     """Entry point of the work pipeline for a paid task (enqueued after the payment commits).
 
-    The pipeline (plan → work → review, SPEC §5) arrives with its own issue;
+    The pipeline (plan → work → review; planned, docs/tasks.md) arrives with its own issue;
     until then a paid task waits in `paid`, where operators see it.
     """
     from agency.models import Task

@@ -1,1 +1,1 @@
-# Competitions and results (SPEC §8) arrive with their issue.
+# Competitions and results arrive with their issue (planned, not built: docs/architecture.md).

@@ -1,4 +1,4 @@
-"""Tracing overhead (SPEC §10): an API read with tracing fully on vs off.
+"""Tracing overhead (docs/tracing.md): an API read with tracing fully on vs off.
 
 Starts gunicorn servers of the same code side by side and drives them with
 wrk in interleaved rounds, so machine noise hits all variants alike:

@@ -1,1 +1,1 @@
-# Marketplaces, postings and bids (SPEC §6) arrive with their issue.
+# Marketplaces, postings and bids arrive with their issue (planned, not built: docs/architecture.md).

@@ -1,4 +1,4 @@
-"""Sending one outbox message through one channel, in that channel's wire format (SPEC §7).
+"""Sending one outbox message through one channel, in that channel's wire format (docs/escalations.md).
 
 Each sender turns the stored payload into the channel's message, escaping
 user content (task titles, details, errors, notes) for the channel's markup,

@@ -1,4 +1,4 @@
-"""Escalations: work the agents could not finish, handed to an operator (SPEC §7)."""
+"""Escalations: work the agents could not finish, handed to an operator (docs/escalations.md)."""
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -65,7 +65,7 @@ class Escalation(TraceStamped):
     notes = models.TextField(blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True, editable=False)
     resolved_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # Timers (SPEC §7): when the reminder and the hand-over to secondary channels went out.
+    # Timers (docs/escalations.md): when the reminder and the hand-over to secondary channels went out.
     reminded_at = models.DateTimeField(null=True, blank=True, editable=False)
     secondary_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -213,7 +213,7 @@ class NotificationEvent(models.TextChoices):
 
 
 class Notification(TraceStamped):
-    """One message to one channel: a row of the transactional outbox (SPEC §7).
+    """One message to one channel: a row of the transactional outbox (docs/escalations.md).
 
     Written in the transaction that makes it necessary and sent by the relay
     after commit. `dedup_key` is unique per channel, so no cause is ever

@@ -52,7 +52,7 @@ class Decision:
 
 
 def failure_decide(*, attempts: int, is_high_value: bool, errored: bool) -> Decision:
-    """The rules of SPEC §7 for a task whose attempt failed (error) or was rejected (no error).
+    """The escalation rules (docs/escalations.md) for a task whose attempt failed (error) or was rejected (no error).
 
     Attempts exhausted → escalate. A high-value task with a failed attempt →
     escalate at once. Otherwise an error fails the task, and a rejection

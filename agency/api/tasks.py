@@ -1,4 +1,4 @@
-"""Quote and task endpoints (SPEC §4, §9): thin adapters over pricing and the task services."""
+"""Quote and task endpoints (docs/tasks.md, docs/api.md): thin adapters over pricing and the task services."""
 
 import django_filters
 import structlog

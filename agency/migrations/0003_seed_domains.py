@@ -1,6 +1,6 @@
 from django.db import migrations
 
-# SPEC §4: the domains the agency starts with; operators edit them afterwards.
+# The domains the agency starts with (docs/tasks.md); operators edit them afterwards.
 SEED = [
     ("accounting", "Accounting", 10000),
     ("legal", "Legal", 17500),

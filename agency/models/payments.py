@@ -1,4 +1,4 @@
-"""Payment provider events, each stored once (SPEC §4)."""
+"""Payment provider events, each stored once (docs/tasks.md)."""
 
 from django.db import models
 from django.db.models import Q

@@ -1,4 +1,4 @@
-"""Clients, domains and the tasks they pay for (SPEC §4)."""
+"""Clients, domains and the tasks they pay for (docs/tasks.md)."""
 
 import os
 import uuid

@@ -1,4 +1,4 @@
-"""Deliverables and the client's delivery link (SPEC §4).
+"""Deliverables and the client's delivery link (docs/tasks.md).
 
 A link is a random token shown once (in the e-mail to the client); only its
 SHA-256 is stored. It is valid `DELIVERY_LINK_TTL_DAYS` from completion for

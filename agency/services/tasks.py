@@ -17,7 +17,7 @@ from agency.services.uploads import ValidatedUpload
 logger = structlog.get_logger(__name__)
 
 S = Task.Status
-# The only moves a task can make (SPEC §4). completed, failed and cancelled
+# The only moves a task can make (docs/tasks.md). completed, failed and cancelled
 # are terminal: running a task again is a new attempt via the escalation
 # inbox, never a reset.
 TRANSITIONS: dict[str, frozenset[str]] = {

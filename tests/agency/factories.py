@@ -11,7 +11,7 @@ class ClientFactory(factory.django.DjangoModelFactory):
     name = factory.Faker("name")
 
 
-SEEDED_RATES = {"accounting": 10000, "legal": 17500, "data_analysis": 15000}  # SPEC §4
+SEEDED_RATES = {"accounting": 10000, "legal": 17500, "data_analysis": 15000}  # docs/tasks.md
 
 
 def domain(slug: str = "legal") -> Domain:

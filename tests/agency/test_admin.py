@@ -1,4 +1,4 @@
-"""The operator back office for tasks, payments and keys (SPEC §9)."""
+"""The operator back office for tasks, payments and keys (docs/tasks.md)."""
 
 import pytest
 from django.contrib.auth import get_user_model

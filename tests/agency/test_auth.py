@@ -1,4 +1,4 @@
-"""API keys and scopes (SPEC §9)."""
+"""API keys and scopes (docs/api.md)."""
 
 import pytest
 from django.contrib.auth import get_user_model

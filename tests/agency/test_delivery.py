@@ -1,4 +1,4 @@
-"""Deliverables and the client's delivery link (SPEC §4)."""
+"""Deliverables and the client's delivery link (docs/tasks.md)."""
 
 from datetime import timedelta
 

@@ -1,4 +1,4 @@
-"""The API's JSON error shape (SPEC §9)."""
+"""The API's JSON error shape (docs/api.md)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""`Idempotency-Key` on creating POSTs (SPEC §9), through `POST /api/v1/cycles`."""
+"""`Idempotency-Key` on creating POSTs (docs/api.md), through `POST /api/v1/cycles`."""
 
 from datetime import timedelta
 

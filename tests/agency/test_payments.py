@@ -1,4 +1,4 @@
-"""Stripe Checkout and the webhook (SPEC §4), against a local server speaking Stripe's format."""
+"""Stripe Checkout and the webhook (docs/tasks.md), against a local server speaking Stripe's format."""
 
 import json
 import time

@@ -1,4 +1,4 @@
-"""Prices in cents (SPEC §4). Expected figures are worked out by hand from the spec's rates."""
+"""Prices in cents (docs/tasks.md). Expected figures are worked out by hand from the rates there."""
 
 import pytest
 from hypothesis import given

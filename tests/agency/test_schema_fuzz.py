@@ -1,4 +1,4 @@
-"""Property-based requests generated from our own OpenAPI schema: no operation answers 5xx (SPEC §10)."""
+"""Property-based requests generated from our own OpenAPI schema: no operation answers 5xx (docs/testing.md)."""
 
 import pytest
 import schemathesis

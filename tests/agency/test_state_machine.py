@@ -1,4 +1,4 @@
-"""The task state machine (SPEC §4): every ordered pair of statuses against the spec's table."""
+"""The task state machine (docs/tasks.md): every ordered pair of statuses against the table there."""
 
 from itertools import product
 
@@ -10,7 +10,7 @@ from tests.agency.factories import TaskFactory
 from tests.concurrency import run_at_once
 from tracing.context import current_trace_id, trace_started
 
-# Written from SPEC §4, not imported from the code under test.
+# Written from the table in docs/tasks.md, not imported from the code under test.
 ALLOWED = {
     ("pending", "paid"), ("pending", "cancelled"),
     ("paid", "planning"), ("paid", "cancelled"),

@@ -1,4 +1,4 @@
-"""Task endpoints (SPEC §4, §9): create, list, detail, cancel, inputs."""
+"""Task endpoints (docs/tasks.md, docs/api.md): create, list, detail, cancel, inputs."""
 
 import io
 import zipfile

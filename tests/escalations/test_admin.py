@@ -1,4 +1,4 @@
-"""The operator inbox in the admin (SPEC §7): columns, actions, the resolve page and the outbox."""
+"""The operator inbox in the admin (docs/escalations.md): columns, actions, the resolve page and the outbox."""
 
 import hashlib
 

@@ -1,4 +1,4 @@
-"""A broker outage loses no notification (SPEC §7, §10).
+"""A broker outage loses no notification (docs/escalations.md).
 
 The production shape: a gunicorn web process whose broker is down, then the
 broker coming back with a Celery worker running beat. Runs on the PostgreSQL

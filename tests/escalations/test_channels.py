@@ -1,4 +1,4 @@
-"""Each notification channel against a local server speaking its wire format (SPEC §7).
+"""Each notification channel against a local server speaking its wire format (docs/escalations.md).
 
 Every test goes the whole way: `escalation_open` writes the outbox rows, the
 relay sends them, and the local server sees what the real service would.

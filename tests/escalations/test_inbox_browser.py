@@ -1,5 +1,5 @@
 """The operator inbox in a real browser (headless Chromium): log in, acknowledge from the list,
-resolve by uploading the finished work (SPEC §7, §9)."""
+resolve by uploading the finished work (docs/escalations.md)."""
 
 import shutil
 

@@ -1,4 +1,4 @@
-"""The notification outbox: routing, transactions, the relay's claims and retries, timers (SPEC §7)."""
+"""The notification outbox: routing, transactions, the relay's claims and retries, timers (docs/escalations.md)."""
 
 import os
 import threading
@@ -308,7 +308,7 @@ def _held() -> tuple[int, int]:
 @pytest.mark.single_pass  # process resources, whatever the database
 @pytest.mark.django_db
 def test_the_relay_holds_no_more_descriptors_or_threads_after_1000_rows_than_after_10(signed):
-    """SPEC §11 (no leaks): connections to channels are pooled and closed, never left behind."""
+    """No leaks (docs/escalations.md): connections to channels are pooled and closed, never left behind."""
     with fakes.webhook() as server:
         for _ in range(10):
             signed(server)

@@ -1,4 +1,4 @@
-"""Escalation rules and services (SPEC §7)."""
+"""Escalation rules and services (docs/escalations.md)."""
 
 from datetime import timedelta
 from itertools import product
@@ -23,7 +23,7 @@ from tests.concurrency import run_at_once
 from tests.escalations import fakes
 from tests.escalations.factories import ChannelFactory, escalate
 
-# (attempts exhausted?, high value?, error?) → expected decision, written from SPEC §7.
+# (attempts exhausted?, high value?, error?) → expected decision, written from the rules in docs/escalations.md.
 TABLE = {
     (True, True, True): ("escalate", "attempts_exhausted"),
     (True, True, False): ("escalate", "attempts_exhausted"),

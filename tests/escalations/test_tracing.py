@@ -1,4 +1,4 @@
-"""The relay continues the escalation's trace, and secret URLs never reach the exported spans (SPEC §3, §7).
+"""The relay continues the escalation's trace; secret URLs never reach the exported spans (docs/tracing.md).
 
 Runs `relay_notifications` in another process exporting to a local OTLP
 collector, so it needs the PostgreSQL pass (a shared database).

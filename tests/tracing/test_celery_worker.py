@@ -1,4 +1,4 @@
-"""A real Celery worker on the Redis broker keeps the request's trace (SPEC §3).
+"""A real Celery worker on the Redis broker keeps the request's trace (docs/tracing.md).
 
 Runs on the PostgreSQL pass: the worker is another process and must see the
 test database, which an in-memory SQLite database cannot offer.

@@ -1,4 +1,4 @@
-"""Spans leave the process over OTLP/HTTP only when an endpoint is configured (SPEC §3)."""
+"""Spans leave the process over OTLP/HTTP only when an endpoint is configured (docs/tracing.md)."""
 
 import json
 import os

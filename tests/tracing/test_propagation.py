@@ -1,4 +1,4 @@
-"""Trace ids on log lines, on errors and on outbound calls (SPEC §3)."""
+"""Trace ids on log lines, on errors and on outbound calls (docs/tracing.md)."""
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor

@@ -1,4 +1,4 @@
-"""The trace search: every stamped row of one trace, API and admin (SPEC §3)."""
+"""The trace search: every stamped row of one trace, API and admin (docs/tracing.md)."""
 
 import uuid
 

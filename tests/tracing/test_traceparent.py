@@ -1,4 +1,4 @@
-"""W3C Trace Context on inbound requests (SPEC §3)."""
+"""W3C Trace Context on inbound requests (docs/tracing.md)."""
 
 import re
 
