@@ -332,6 +332,10 @@ if NOTIFY_CLAIM_SECONDS < 20 * NOTIFY_HTTP_TIMEOUT_SECONDS:
 # Sent and cancelled notifications are deleted after this many days (dead ones are kept).
 NOTIFY_KEEP_DAYS = env_int("NOTIFY_KEEP_DAYS", 90, minimum=1)
 NOTIFY_RELAY_INTERVAL_SECONDS = env_int("NOTIFY_RELAY_INTERVAL_SECONDS", 30, minimum=1)
+# Channel URLs (webhook, Slack, PagerDuty targets) must be https and public unless these allow
+# plain http (default: in development) or loopback/private/link-local addresses (local test servers).
+NOTIFY_ALLOW_HTTP_TARGETS = env_flag("NOTIFY_ALLOW_HTTP_TARGETS", DEBUG)
+NOTIFY_ALLOW_PRIVATE_TARGETS = env_flag("NOTIFY_ALLOW_PRIVATE_TARGETS", False)
 TELEGRAM_API_BASE = env.str("TELEGRAM_API_BASE", default="https://api.telegram.org")
 PAGERDUTY_EVENTS_URL = env.str("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
 

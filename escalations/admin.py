@@ -189,9 +189,18 @@ class EscalationAdmin(ChangedFieldsOnlyAdmin):
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "tier", "severities", "active"]
+    list_display = ["name", "slug", "kind", "tier", "severities", "active"]
     list_filter = ["kind", "tier", "active"]
-    search_fields = ["name"]
+    search_fields = ["name", "slug"]
+    fields = ["name", "slug", "secret_variable", "kind", "target", "severities", "tier", "active"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The slug names the channel's secret variable: fixed once the channel exists.
+        return ["secret_variable", "slug"] if obj else ["secret_variable"]
+
+    @admin.display(description="secret variable")
+    def secret_variable(self, channel: NotificationChannel) -> str:
+        return channel.secret_variable if channel.slug else "NOTIFY_SECRET_<SLUG> (set the slug)"
 
 
 @admin.register(Notification)

@@ -27,7 +27,8 @@ from django.utils import timezone
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
-from escalations.models import SECRET_ENV_PREFIX, NotificationChannel
+from escalations.models import NotificationChannel
+from escalations.targets import target_problem
 from tracing.context import trace_carrier
 
 Kind = NotificationChannel.Kind
@@ -128,13 +129,26 @@ def telegram_escape(text: str) -> str:
 
 
 def _secret(channel: NotificationChannel) -> str:
-    name = channel.secret_env
-    if not name.startswith(SECRET_ENV_PREFIX):
-        raise SendFailed(f"Secret variables must be named {SECRET_ENV_PREFIX}…; got {name!r}.", permanent=True)
+    """The channel's own secret: from `NOTIFY_SECRET_<SLUG>`, never from a variable someone named."""
+    name = channel.secret_variable
     value = os.environ.get(name, "")
     if not value:
-        raise SendFailed(f"The environment variable {name!r} is not set.", permanent=True)
+        raise SendFailed(f"The environment variable {name} is not set.", permanent=True)
     return value
+
+
+def _target(channel: NotificationChannel) -> str:
+    """The channel's URL, checked (host resolved) just before sending: refused targets are dead at once."""
+    problem = target_problem(channel.target)
+    if problem:
+        raise SendFailed(f"Target refused: {problem}", permanent=True)
+    return channel.target
+
+
+def short(text: str, limit: int = 120) -> str:
+    """What may be stored of a remote answer or an error: printable, one line, short."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -167,13 +181,15 @@ def _post(url: str, *, headers: dict[str, str] | None = None, **kwargs) -> httpx
         with suppress_http_instrumentation():
             response = http_client().post(url, headers={**trace_carrier(), **(headers or {})}, **kwargs)
     except httpx.InvalidURL as exc:
-        raise SendFailed(f"Invalid URL: {exc}", permanent=True) from exc
+        raise SendFailed("Invalid URL.", permanent=True) from exc
     except httpx.HTTPError as exc:
-        raise SendFailed(f"{type(exc).__name__}: {exc}") from exc
+        # The type says what went wrong (timeout, refused); its text may quote the URL and its secret.
+        raise SendFailed(f"{type(exc).__name__} while sending.") from exc
     trace.get_current_span().set_attribute("http.response.status_code", response.status_code)
     if not response.is_success:
+        # Only the status is kept: the remote body is the remote's to say, not ours to store.
         raise SendFailed(
-            f"HTTP {response.status_code}: {response.text[:300]}",
+            f"HTTP {response.status_code} {short(response.reason_phrase, 40)}".rstrip(),
             permanent=response.status_code in PERMANENT_STATUSES,
             retry_after=_retry_after(response),
             response=response,
@@ -206,21 +222,32 @@ def email_send(channel: NotificationChannel, payload: dict, delivery_id: str) ->
 
 
 def slack_send(channel: NotificationChannel, payload: dict, delivery_id: str) -> None:
-    url = _secret(channel) if channel.secret_env else channel.target
+    url = _target(channel) if channel.target else _secret(channel)
     title = headline(payload)
     body = "\n".join(message_lines(payload, slack_escape))
-    response = _post(
-        url,
-        json={
-            "text": f"{title}\n{body}",  # the notification and fallback text
-            "blocks": [
-                {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-                {"type": "section", "text": {"type": "mrkdwn", "text": body}},
-            ],
-        },
-    )
+    message = {
+        "text": f"{title}\n{body}",  # the notification and fallback text
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": body}},
+        ],
+    }
+    try:
+        response = _post(url, json=message)
+    except SendFailed as exc:
+        # Slack explains a refusal with a bare code ("no_service", "invalid_token"): worth keeping.
+        code = slack_error_code(exc.response.text) if exc.response is not None else ""
+        if not code:
+            raise
+        raise SendFailed(f"{exc} ({code})", permanent=exc.permanent, retry_after=exc.retry_after) from None
     if response.text.strip() != "ok":  # Slack answers a bare "ok" when it posted the message
-        raise SendFailed(f"Slack answered {response.text[:200]!r}")
+        raise SendFailed(f"Slack answered {slack_error_code(response.text) or 'something other than ok'}")
+
+
+def slack_error_code(text: str) -> str:
+    """Slack's error code in an answer body, if that is all the body is."""
+    text = text.strip()
+    return text if re.fullmatch(r"[a-z0-9_]{1,50}", text) else ""
 
 
 def telegram_send(channel: NotificationChannel, payload: dict, delivery_id: str) -> None:
@@ -246,7 +273,7 @@ def telegram_send(channel: NotificationChannel, payload: dict, delivery_id: str)
         raise SendFailed(message, permanent=exc.permanent, retry_after=retry_after) from None
     answer = _json(response)
     if not answer.get("ok"):
-        raise SendFailed(f"Telegram: {answer.get('description', 'not ok')}")
+        raise SendFailed(f"Telegram: {short(answer.get('description', 'not ok'))}")
 
 
 def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -259,7 +286,7 @@ def webhook_send(channel: NotificationChannel, payload: dict, delivery_id: str) 
     body = json.dumps({"type": f"escalation.{payload['event']}", "delivery": delivery_id, "data": payload}).encode()
     timestamp = str(int(time.time()))
     _post(
-        channel.target,
+        _target(channel),
         content=body,
         headers={
             "Content-Type": "application/json",
@@ -285,9 +312,10 @@ def pagerduty_send(channel: NotificationChannel, payload: dict, delivery_id: str
             "custom_details": {k: payload.get(k) for k in ("detail", "error", "attempts", "reason")},
         }
         event["links"] = [{"href": payload["url"], "text": "Open in the operator inbox"}]
-    response = _post(channel.target or settings.PAGERDUTY_EVENTS_URL, json=event)
-    if _json(response).get("status") != "success":
-        raise SendFailed(f"PagerDuty: {response.text[:200]}")
+    response = _post(_target(channel) if channel.target else settings.PAGERDUTY_EVENTS_URL, json=event)
+    answer = _json(response)
+    if answer.get("status") != "success":
+        raise SendFailed(f"PagerDuty: {short(answer.get('message', 'not a success'))}")
 
 
 SENDERS: dict[str, Callable[[NotificationChannel, dict, str], None]] = {

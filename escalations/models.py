@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import RegexValidator, validate_email
 from django.db import models
 from django.db.models import Q
 
@@ -123,9 +123,11 @@ class ChannelTier(models.TextChoices):
     SECONDARY = "secondary", "Secondary (after the escalation timer)"
 
 
-# Channels may only read secrets from variables with this prefix, so whoever edits a channel
-# in the admin cannot have the database URL or Django's secret key sent somewhere.
+# A channel's secret is read from NOTIFY_SECRET_<ITS SLUG> and no other variable, so whoever edits
+# channels in the admin can neither name the database URL or Django's key nor borrow another
+# channel's bot token or routing key.
 SECRET_ENV_PREFIX = "NOTIFY_SECRET_"  # noqa: S105 (a name prefix, not a secret)
+slug_validator = RegexValidator(r"^[a-z0-9_]+$", "Lowercase letters, digits and underscores only.")
 
 
 def _all_severities() -> list[str]:
@@ -137,24 +139,25 @@ class NotificationChannel(models.Model):
 
     `target` is where a message goes: e-mail addresses (comma-separated), the
     Slack or webhook URL, the Telegram chat id, or a PagerDuty Events URL
-    (blank: `PAGERDUTY_EVENTS_URL`). Secrets never live in the database:
-    `secret_env` names the environment variable holding the Telegram bot
-    token, the webhook signing secret, the PagerDuty routing key, or the
-    Slack webhook URL itself (then `target` may stay blank).
+    (blank: `PAGERDUTY_EVENTS_URL`). Secrets never live in the database: the
+    channel's own variable, `NOTIFY_SECRET_<SLUG>` (see `secret_variable`),
+    holds the Telegram bot token, the webhook signing secret, the PagerDuty
+    routing key, or the Slack webhook URL itself (then `target` stays blank).
+    The slug is set when the channel is created and never changes, so the
+    binding between a channel and its secret does not either.
     """
 
     Kind = ChannelKind
     Tier = ChannelTier
 
     name = models.CharField(max_length=100)
+    slug = models.CharField(
+        max_length=40,
+        validators=[slug_validator],
+        help_text=f"Fixed once created. The channel's secret is read from {SECRET_ENV_PREFIX}<SLUG IN CAPITALS>.",
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     target = models.CharField(max_length=500, blank=True)
-    secret_env = models.CharField(
-        "secret variable",
-        max_length=100,
-        blank=True,
-        help_text=f"Name of the environment variable with the secret; it must start with {SECRET_ENV_PREFIX}.",
-    )
     severities = models.JSONField(default=_all_severities, help_text='Severities routed here, e.g. ["high"].')
     tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.PRIMARY)
     active = models.BooleanField(default=True)
@@ -164,6 +167,7 @@ class NotificationChannel(models.Model):
         ordering = ["tier", "name"]
         constraints = [
             models.UniqueConstraint(fields=["name"], name="escalations_channel_unique_name"),
+            models.UniqueConstraint(fields=["slug"], name="escalations_channel_unique_slug"),
             models.CheckConstraint(condition=Q(kind__in=ChannelKind.values), name="escalations_channel_known_kind"),
             models.CheckConstraint(condition=Q(tier__in=ChannelTier.values), name="escalations_channel_known_tier"),
         ]
@@ -171,17 +175,23 @@ class NotificationChannel(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.kind}, {self.tier})"
 
+    @property
+    def secret_variable(self) -> str:
+        """The one environment variable this channel may read its secret from."""
+        return SECRET_ENV_PREFIX + self.slug.upper()
+
+    @property
+    def target_is_url(self) -> bool:
+        return self.kind in (ChannelKind.SLACK, ChannelKind.WEBHOOK, ChannelKind.PAGERDUTY) and bool(self.target)
+
     def clean(self):
+        from escalations.targets import target_problem
+
         errors = {}
         unknown = set(self.severities or []) - set(EscalationSeverity.values)
         if not isinstance(self.severities, list) or unknown or not self.severities:
             errors["severities"] = f"A non-empty list of {EscalationSeverity.values}."
-        if self.kind in (ChannelKind.TELEGRAM, ChannelKind.WEBHOOK, ChannelKind.PAGERDUTY) and not self.secret_env:
-            errors["secret_env"] = "This kind of channel needs a secret."  # noqa: S105
-        elif self.secret_env and not self.secret_env.startswith(SECRET_ENV_PREFIX):
-            errors["secret_env"] = f"Secret variables must be named {SECRET_ENV_PREFIX}…"
-        needs_target = {ChannelKind.EMAIL, ChannelKind.TELEGRAM, ChannelKind.WEBHOOK}
-        if (self.kind in needs_target or (self.kind == ChannelKind.SLACK and not self.secret_env)) and not self.target:
+        if self.kind in (ChannelKind.EMAIL, ChannelKind.TELEGRAM, ChannelKind.WEBHOOK) and not self.target:
             errors["target"] = "Say where messages go."
         elif self.kind == ChannelKind.EMAIL:
             try:
@@ -189,6 +199,10 @@ class NotificationChannel(models.Model):
                     validate_email(address)
             except ValidationError:
                 errors["target"] = "E-mail addresses, separated by commas."
+        elif self.target_is_url:
+            problem = target_problem(self.target)
+            if problem:
+                errors["target"] = problem
         if errors:
             raise ValidationError(errors)
 

@@ -32,7 +32,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations.channels import SendFailed, send
+from escalations.channels import SendFailed, send, short
 from escalations.models import Escalation, Notification, NotificationChannel
 from tracing.context import trace_carrier, trace_continued
 
@@ -226,7 +226,7 @@ def notification_send(*, notification: Notification, token: uuid.UUID, now: date
 
 
 def _failed(notification: Notification, mine, exc: SendFailed, *, now: datetime, done: dict) -> str:
-    error, channel = str(exc)[:2000], notification.channel.name
+    error, channel = short(str(exc), 200), notification.channel.name
     if exc.permanent or notification.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
         mine.update(status=Status.DEAD, last_error=error, **done)
         logger.error("notification_dead", notification_id=notification.pk, channel=channel, error=error)

@@ -35,6 +35,14 @@ def json_logs():
 
 
 @pytest.fixture(autouse=True)
+def local_channel_targets(settings):
+    """Notification channels in tests post to local servers over plain http; tests of the target
+    rules switch these back off."""
+    settings.NOTIFY_ALLOW_HTTP_TARGETS = True
+    settings.NOTIFY_ALLOW_PRIVATE_TARGETS = True
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache():
     """Throttle counters and other cached state never leak from one test to the next."""
     from django.core.cache import cache

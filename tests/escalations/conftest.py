@@ -48,10 +48,12 @@ def smtp_inbox(settings):
 
 @pytest.fixture
 def signed(monkeypatch):
-    """Webhook channels pointing at a local receiver that checks signatures."""
-    monkeypatch.setenv("NOTIFY_SECRET_TEST_WEBHOOK", fakes.WEBHOOK_SECRET)
+    """Webhook channels pointing at a local receiver that checks signatures, each with its own secret
+    variable (NOTIFY_SECRET_<SLUG>) holding the receiver's secret."""
 
     def make(server: RecordingServer, **fields):
-        return ChannelFactory(kind="webhook", target=server.url, secret_env="NOTIFY_SECRET_TEST_WEBHOOK", **fields)
+        channel = ChannelFactory(kind="webhook", target=server.url, **fields)
+        monkeypatch.setenv(channel.secret_variable, fakes.WEBHOOK_SECRET)
+        return channel
 
     return make

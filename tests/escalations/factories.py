@@ -12,7 +12,7 @@ class ChannelFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"channel-{n}")
     kind = NotificationChannel.Kind.WEBHOOK
     target = "http://127.0.0.1:9/"
-    secret_env = ""
+    slug = factory.Sequence(lambda n: f"channel_{n}")
     severities = factory.LazyFunction(lambda: ["normal", "high"])
     tier = NotificationChannel.Tier.PRIMARY
 

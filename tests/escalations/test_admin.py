@@ -1,6 +1,7 @@
 """The operator inbox in the admin (docs/escalations.md): columns, actions, the resolve page and the outbox."""
 
 import hashlib
+import html
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -71,7 +72,7 @@ def test_it_renders_the_inbox_with_a_query_count_that_does_not_grow_with_rows(ad
 def test_it_renders_the_outbox_and_the_channels_with_a_query_count_that_does_not_grow_with_rows(admin_client, url):
     def grow(n: int) -> None:
         for _ in range(n):
-            ChannelFactory(target="http://127.0.0.1:9/", secret_env="NOTIFY_SECRET_NOBODY")
+            ChannelFactory(target="http://127.0.0.1:9/")
             _escalation()
 
     grow(2)
@@ -202,7 +203,7 @@ def test_it_keeps_the_resolve_page_from_operators_who_may_only_view(client):
 
 def test_it_queues_a_dead_notification_again_and_leaves_the_others(admin_client):
     ChannelFactory(name="ops mail", kind="email", target="ops@example.com")
-    ChannelFactory(name="ops chat", kind="slack", target="", secret_env="SLACK_URL")
+    ChannelFactory(name="ops chat", kind="slack", target="")
     dead, sent = Notification.objects.filter(escalation=_escalation()).order_by("pk")
     Notification.objects.filter(pk=dead.pk).update(status="dead", attempts=5, last_error="550 no such user")
     Notification.objects.filter(pk=sent.pk).update(status="sent", attempts=1)
@@ -216,28 +217,68 @@ def test_it_queues_a_dead_notification_again_and_leaves_the_others(admin_client)
     assert "1 notification(s) queued again" in page and "1 skipped" in page
 
 
-def test_it_rejects_a_telegram_channel_without_a_secret_variable(admin_client):
-    url = "/admin/escalations/notificationchannel/add/"
+CHANNEL_ADD = "/admin/escalations/notificationchannel/add/"
+
+
+def test_a_new_channel_reads_its_secret_from_the_variable_named_after_its_slug(admin_client):
     form = {"name": "ops bot", "kind": "telegram", "target": "-100123", "severities": '["high"]', "tier": "primary"}
-    refused = admin_client.post(url, {**form, "secret_env": ""})
-    assert refused.status_code == 200
-    assert "This kind of channel needs a secret." in refused.content.decode()
+    for slug in ["", "Ops-Bot", "ops bot", "../x"]:
+        refused = admin_client.post(CHANNEL_ADD, {**form, "slug": slug})
+        assert refused.status_code == 200, slug
     assert not NotificationChannel.objects.exists()
-    # Any other variable (DATABASE_URL, DJANGO_SECRET_KEY…) could be sent anywhere: only NOTIFY_SECRET_*.
-    outside = admin_client.post(url, {**form, "secret_env": "DJANGO_SECRET_KEY"})
-    assert "Secret variables must be named NOTIFY_SECRET_" in outside.content.decode()
-    assert not NotificationChannel.objects.exists()
-    accepted = admin_client.post(url, {**form, "secret_env": "NOTIFY_SECRET_TELEGRAM", "active": "on"})
+    accepted = admin_client.post(CHANNEL_ADD, {**form, "slug": "ops_bot", "active": "on"})
     assert accepted.status_code == 302
-    assert NotificationChannel.objects.get().secret_env == "NOTIFY_SECRET_TELEGRAM"
+    channel = NotificationChannel.objects.get()
+    assert channel.secret_variable == "NOTIFY_SECRET_OPS_BOT"
+    assert (
+        "NOTIFY_SECRET_OPS_BOT"
+        in admin_client.get(f"/admin/escalations/notificationchannel/{channel.pk}/change/").content.decode()
+    )
+
+
+def test_a_channel_s_slug_and_so_its_secret_cannot_be_changed_or_shared(admin_client):
+    ChannelFactory(name="pager", kind="pagerduty", slug="pager", target="")
+    mine = ChannelFactory(name="mine", kind="webhook", slug="mine", target="https://hooks.example/x")
+    form = {"name": "mine", "kind": "webhook", "target": "https://hooks.example/x", "severities": '["high"]',
+            "tier": "primary", "active": "on"}  # fmt: skip
+    admin_client.post(f"/admin/escalations/notificationchannel/{mine.pk}/change/", {**form, "slug": "pager"})
+    mine.refresh_from_db()
+    assert mine.slug == "mine"  # read-only once created: it cannot take over the pager's secret
+    copy = admin_client.post(CHANNEL_ADD, {**form, "name": "copy", "slug": "pager"})
+    assert copy.status_code == 200 and NotificationChannel.objects.filter(slug="pager").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ("http://hooks.example.com/x", "Only https URLs are allowed here."),
+        ("https://127.0.0.1/x", "private, loopback or reserved"),
+        ("https://169.254.169.254/latest/meta-data/", "private, loopback or reserved"),
+        ("https://10.1.2.3/hook", "private, loopback or reserved"),
+        ("https://[::1]:8443/hook", "private, loopback or reserved"),
+        ("https://localhost/hook", "Loopback addresses are not allowed."),
+        ("https://user:pw@hooks.example.com/x", "Put credentials in the channel's secret variable"),
+        ("ftp://hooks.example.com/x", "An http(s) URL with a host is needed."),
+    ],
+)
+def test_it_refuses_channel_urls_that_are_not_public_https(admin_client, settings, target, problem):
+    settings.NOTIFY_ALLOW_HTTP_TARGETS = settings.NOTIFY_ALLOW_PRIVATE_TARGETS = False
+    form = {"name": "hook", "slug": "hook", "kind": "webhook", "target": target, "severities": '["high"]',
+            "tier": "primary"}  # fmt: skip
+    refused = admin_client.post(CHANNEL_ADD, form)
+    assert refused.status_code == 200
+    assert problem in html.unescape(refused.content.decode())
+    assert not NotificationChannel.objects.exists()
+    settings.NOTIFY_ALLOW_HTTP_TARGETS = settings.NOTIFY_ALLOW_PRIVATE_TARGETS = True
+    if problem.startswith(("Only https", "private", "Loopback")):  # allowed for local test servers
+        assert admin_client.post(CHANNEL_ADD, form).status_code == 302
 
 
 def test_it_rejects_an_email_channel_with_malformed_addresses(admin_client):
-    url = "/admin/escalations/notificationchannel/add/"
-    form = {"name": "ops mail", "kind": "email", "severities": '["high"]', "tier": "primary", "secret_env": ""}
-    refused = admin_client.post(url, {**form, "target": "ops@example.com; boss@example.com"})
+    form = {"name": "ops mail", "slug": "ops_mail", "kind": "email", "severities": '["high"]', "tier": "primary"}
+    refused = admin_client.post(CHANNEL_ADD, {**form, "target": "ops@example.com; boss@example.com"})
     assert "E-mail addresses, separated by commas." in refused.content.decode()
-    assert admin_client.post(url, {**form, "target": "ops@example.com, boss@example.com"}).status_code == 302
+    assert admin_client.post(CHANNEL_ADD, {**form, "target": "ops@example.com, boss@example.com"}).status_code == 302
 
 
 def test_it_saves_notes_without_undoing_a_resolution_made_while_the_form_was_saved(admin_client, monkeypatch):

@@ -39,6 +39,7 @@ def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue
         "CELERY_BROKER_CONNECTION_TIMEOUT": "1",
         "NOTIFY_RELAY_INTERVAL_SECONDS": "1",
         "NOTIFY_SECRET_TEST_WEBHOOK": fakes.WEBHOOK_SECRET,
+        "NOTIFY_ALLOW_PRIVATE_TARGETS": "true",  # the receiver is on loopback
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
     }
@@ -46,7 +47,7 @@ def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue
     processes = []
     web_lines: list[dict] = []
     with fakes.webhook() as receiver:
-        ChannelFactory(kind="webhook", target=receiver.url, secret_env="NOTIFY_SECRET_TEST_WEBHOOK")
+        ChannelFactory(kind="webhook", target=receiver.url, slug="test_webhook")
         task = TaskFactory(status="processing")
         try:
             web, url = web_start(env, stderr=subprocess.PIPE)

@@ -23,6 +23,7 @@ from escalations.services import (
 from tests.agency.factories import TaskFactory
 from tests.escalations import fakes
 from tests.escalations.factories import ChannelFactory
+from tests.tracing.http_server import RecordingServer
 from tests.tracing.test_traceparent import TRACEPARENT_RE
 from tracing.context import trace_started
 
@@ -97,7 +98,7 @@ def test_it_posts_to_slack_with_user_content_escaped_for_mrkdwn():
 def test_it_reads_the_slack_webhook_url_from_the_named_variable(monkeypatch):
     with fakes.slack() as server:
         monkeypatch.setenv("NOTIFY_SECRET_TEST_SLACK", f"{server.url}/services/secret")
-        ChannelFactory(kind="slack", target="", secret_env="NOTIFY_SECRET_TEST_SLACK")
+        ChannelFactory(kind="slack", target="", slug="test_slack")
         escalate()
         assert relay()["sent"] == 1
     assert server.requests[0]["path"] == "/services/secret"
@@ -117,7 +118,7 @@ def telegram_channel(settings, monkeypatch):
     def make(server):
         settings.TELEGRAM_API_BASE = server.url
         monkeypatch.setenv("NOTIFY_SECRET_TEST_TELEGRAM", fakes.TELEGRAM_TOKEN)
-        return ChannelFactory(kind="telegram", target="-1001234567890", secret_env="NOTIFY_SECRET_TEST_TELEGRAM")
+        return ChannelFactory(kind="telegram", target="-1001234567890", slug="test_telegram")
 
     return make
 
@@ -160,15 +161,38 @@ def test_the_fake_telegram_refuses_unescaped_html_as_the_real_one_does(telegram_
     assert response.status_code == 400 and "reserved" in response.json()["description"]
 
 
-def test_it_reads_secrets_only_from_notify_secret_variables(monkeypatch):
-    """A channel saved around the admin's check still cannot send DJANGO_SECRET_KEY anywhere."""
+def test_a_channel_reads_only_its_own_secret_variable(monkeypatch):
+    """Neither Django's key nor another channel's secret can be made to reach a channel's target."""
     monkeypatch.setenv("DJANGO_SECRET_KEY", "the-real-secret")
+    monkeypatch.setenv("NOTIFY_SECRET_PAGER", "the-pagers-routing-key")
+    monkeypatch.delenv("NOTIFY_SECRET_HOOK", raising=False)
     with fakes.webhook() as server:
-        ChannelFactory(kind="webhook", target=server.url, secret_env="DJANGO_SECRET_KEY")
+        ChannelFactory(kind="webhook", target=server.url, slug="hook")
         escalate()
         assert relay()["dead"] == 1
     assert not server.requests
-    assert "NOTIFY_SECRET_" in only_row().last_error and "the-real-secret" not in only_row().last_error
+    error = only_row().last_error
+    assert error == "The environment variable NOTIFY_SECRET_HOOK is not set."
+    assert "the-real-secret" not in error and "the-pagers-routing-key" not in error
+
+
+def test_it_keeps_the_status_of_a_failed_send_but_not_the_remote_body(signed):
+    body = "<html>Internal error: db password is hunter2 … </html>\r\n" * 20
+    with RecordingServer(respond=lambda request: (500, {"Content-Type": "text/html"}, body.encode())) as server:
+        signed(server)
+        escalate()
+        assert relay()["retry_later"] == 1
+    assert only_row().last_error == "HTTP 500 Internal Server Error"
+
+
+def test_it_refuses_at_send_time_a_target_that_now_reaches_a_private_address(signed, settings):
+    with fakes.webhook() as server:
+        signed(server)  # saved while local targets were allowed
+        settings.NOTIFY_ALLOW_PRIVATE_TARGETS = False
+        escalate()
+        assert relay()["dead"] == 1
+    assert not server.requests
+    assert only_row().last_error.startswith("Target refused: 127.0.0.1 is a private, loopback or reserved address")
 
 
 def test_it_waits_as_long_as_telegram_asks_and_keeps_the_token_out_of_errors(telegram_channel):
@@ -194,7 +218,7 @@ def test_it_gives_up_on_a_refused_telegram_token_without_storing_it(telegram_cha
 def test_it_signs_webhooks_over_timestamp_and_body(monkeypatch):
     monkeypatch.setenv("NOTIFY_SECRET_TEST_WEBHOOK", fakes.WEBHOOK_SECRET)
     with fakes.webhook() as server:
-        ChannelFactory(kind="webhook", target=f"{server.url}/hooks/agency", secret_env="NOTIFY_SECRET_TEST_WEBHOOK")
+        ChannelFactory(kind="webhook", target=f"{server.url}/hooks/agency", slug="test_webhook")
         escalation = escalate(title=NASTY_TITLE)
         assert relay()["sent"] == 1
     [request] = server.requests
@@ -209,7 +233,7 @@ def test_it_signs_webhooks_over_timestamp_and_body(monkeypatch):
 def test_a_webhook_signed_with_another_secret_is_refused_and_not_retried(monkeypatch):
     monkeypatch.setenv("NOTIFY_SECRET_TEST_WEBHOOK", "not-the-receivers-secret")
     with fakes.webhook() as server:
-        ChannelFactory(kind="webhook", target=server.url, secret_env="NOTIFY_SECRET_TEST_WEBHOOK")
+        ChannelFactory(kind="webhook", target=server.url, slug="test_webhook")
         escalate()
         assert relay()["dead"] == 1
     assert len(server.requests) == 1 and "HTTP 401" in only_row().last_error
@@ -217,7 +241,7 @@ def test_a_webhook_signed_with_another_secret_is_refused_and_not_retried(monkeyp
 
 def test_it_marks_a_channel_whose_secret_is_not_set_dead(monkeypatch):
     monkeypatch.delenv("NOTIFY_SECRET_TEST_UNSET", raising=False)
-    ChannelFactory(kind="webhook", target="http://127.0.0.1:9/", secret_env="NOTIFY_SECRET_TEST_UNSET")
+    ChannelFactory(kind="webhook", target="http://127.0.0.1:9/", slug="test_unset")
     escalate()
     assert relay()["dead"] == 1
     assert "NOTIFY_SECRET_TEST_UNSET" in only_row().last_error
@@ -228,7 +252,7 @@ def pagerduty_server(settings, monkeypatch):
     monkeypatch.setenv("NOTIFY_SECRET_TEST_PD", fakes.PAGERDUTY_ROUTING_KEY)
     with fakes.pagerduty() as server:
         settings.PAGERDUTY_EVENTS_URL = f"{server.url}/v2/enqueue"
-        ChannelFactory(kind="pagerduty", target="", secret_env="NOTIFY_SECRET_TEST_PD", severities=["high"])
+        ChannelFactory(kind="pagerduty", target="", slug="test_pd", severities=["high"])
         yield server
 
 

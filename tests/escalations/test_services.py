@@ -106,7 +106,7 @@ def refuse_inserts():
 def test_it_keeps_and_sends_nothing_when_part_of_the_escalation_cannot_be_written(refuse_inserts, table, monkeypatch):
     monkeypatch.setenv("NOTIFY_SECRET_TEST_WEBHOOK", fakes.WEBHOOK_SECRET)
     with fakes.webhook() as server:
-        ChannelFactory(kind="webhook", target=server.url, secret_env="NOTIFY_SECRET_TEST_WEBHOOK")
+        ChannelFactory(kind="webhook", target=server.url, slug="test_webhook")
         task = TaskFactory(status="processing")
         refuse_inserts(table)
         # SQLite reports a trigger's ABORT as an integrity error, which reads as a lost race: a 409, not a 500.
@@ -171,10 +171,7 @@ def test_it_refuses_to_resolve_twice():
 def test_it_opens_one_escalation_with_one_outbox_row_per_channel_for_twenty_concurrent_callers(settings):
     task = TaskFactory(status="processing")
     # Nobody listens there: rows stay pending after the eager relay's failed tries, and are counted.
-    channels = [
-        ChannelFactory(kind="webhook", target="http://127.0.0.1:9/", secret_env="NOTIFY_SECRET_NOBODY")
-        for _ in range(3)
-    ]
+    channels = [ChannelFactory(kind="webhook", target="http://127.0.0.1:9/", slug="nobody") for _ in range(3)]
 
     def open_one(i):
         escalation, _ = escalation_open(task=Task.objects.get(pk=task.pk), reason="attempts_exhausted", actor=f"w{i}")

@@ -27,7 +27,7 @@ def test_the_notify_span_continues_the_escalation_trace_without_recording_the_se
     from escalations.services import escalation_open
 
     with fakes.slack() as slack, RecordingServer() as collector:
-        ChannelFactory(kind="slack", target="", secret_env="NOTIFY_SECRET_TEST_SLACK")
+        ChannelFactory(kind="slack", target="", slug="test_slack")
         with relaying(), trace_started("test open"):  # no kick from here: the relay under test is the other process
             escalation, _ = escalation_open(task=TaskFactory(status="processing"), reason="integration", actor="t")
         env = _clean_env(
