@@ -412,7 +412,10 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
 
 from tracing.logging import configure_logging  # noqa: E402
 
-configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT, cache=not DEBUG)
+# Paths that carry a secret after this prefix (delivery links): masked in every log line and span.
+SECRET_PATH_PREFIXES = ("/deliver/",)
+
+configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT, cache=not DEBUG, secret_path_prefixes=SECRET_PATH_PREFIXES)
 
 # --- Health ---------------------------------------------------------------------
 

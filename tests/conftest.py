@@ -31,7 +31,9 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True, scope="session")
 def json_logs():
     """Render every log line as JSON so tests can read its fields."""
-    configure_logging(level="DEBUG", fmt="json", cache=False)
+    from django.conf import settings
+
+    configure_logging(level="DEBUG", fmt="json", cache=False, secret_path_prefixes=settings.SECRET_PATH_PREFIXES)
 
 
 @pytest.fixture(autouse=True)

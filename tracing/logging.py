@@ -16,6 +16,8 @@ import orjson
 import structlog
 from opentelemetry import trace
 
+from tracing.redaction import Redactor
+
 
 def stamp_trace(_logger, _method, event_dict: dict) -> dict:
     """Add the current span's ids to the event (explicit values win)."""
@@ -72,12 +74,16 @@ def _renderer(fmt: str):
     return structlog.dev.ConsoleRenderer(colors=False)
 
 
-def configure_logging(*, level: str = "INFO", fmt: str = "console", cache: bool = True) -> None:
+def configure_logging(
+    *, level: str = "INFO", fmt: str = "console", cache: bool = True, secret_path_prefixes: tuple[str, ...] = ()
+) -> None:
     """Configure both logging stacks.
 
     `cache` binds each structlog logger to this configuration on first use,
     which saves work on every line; turn it off where the configuration is
-    changed later (development, tests).
+    changed later (development, tests). Paths under `secret_path_prefixes`
+    are masked in every line, just before it is rendered (after exceptions
+    are formatted, so tracebacks are masked too).
     """
     shared = [
         structlog.contextvars.merge_contextvars,
@@ -86,10 +92,11 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console", cache: bool 
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     exceptions = [structlog.processors.format_exc_info] if fmt == "json" else []
+    redact = Redactor(secret_path_prefixes)
     renderer = _renderer(fmt)
 
     structlog.configure(
-        processors=[*shared, structlog.processors.StackInfoRenderer(), *exceptions, renderer],
+        processors=[*shared, structlog.processors.StackInfoRenderer(), *exceptions, redact, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=lambda *_args: StderrLogger(),
         cache_logger_on_first_use=cache,
@@ -100,6 +107,7 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console", cache: bool 
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             *exceptions,
+            redact,
             renderer,
         ],
     )

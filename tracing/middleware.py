@@ -13,11 +13,9 @@ from opentelemetry.instrumentation.wsgi import collect_request_attributes, wsgi_
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tracing.context import propagator
+from tracing.redaction import Redactor
 
 logger = structlog.get_logger(__name__)
-
-# URLs whose last parts are secrets (delivery tokens): logged and traced without them.
-SECRET_PATH_PREFIXES = ("/deliver/",)
 
 
 class RequestTraceMiddleware:
@@ -45,6 +43,7 @@ class RequestTraceMiddleware:
         self.owns_span = settings.OTEL_DJANGO_INSTRUMENTATION == "lean"
         self.trust_request_id = settings.TRUST_UPSTREAM_REQUEST_ID
         self.log_client_ip = settings.LOG_CLIENT_IP
+        self.redactor = Redactor(settings.SECRET_PATH_PREFIXES)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
@@ -56,7 +55,7 @@ class RequestTraceMiddleware:
         request_id = self._request_id(request)
         log_context = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            shown = f"{request.method} {_loggable_path(request.path)}"
+            shown = f"{request.method} {self.redactor.text(request.path)}"
             logger.debug("request_started", request=shown)
             response = self.get_response(request)
             propagator.inject(response.headers)
@@ -75,7 +74,7 @@ class RequestTraceMiddleware:
                 **extra,
             )
             if span is not None and span.is_recording():
-                _describe(span, request, response)
+                _describe(span, request, response, self.redactor)
             return response
         finally:
             structlog.contextvars.reset_contextvars(**log_context)
@@ -91,13 +90,6 @@ class RequestTraceMiddleware:
         return os.urandom(16).hex()  # as random as a UUID4, without building one
 
 
-def _loggable_path(path: str) -> str:
-    for prefix in SECRET_PATH_PREFIXES:
-        if path.startswith(prefix):
-            return prefix + "…"
-    return path
-
-
 def _level_for(status: int) -> int:
     if status >= 500:
         return logging.ERROR
@@ -106,12 +98,12 @@ def _level_for(status: int) -> int:
     return logging.INFO
 
 
-def _describe(span: trace.Span, request: HttpRequest, response: HttpResponse) -> None:
-    """The attributes OpenTelemetry's WSGI/Django instrumentation would set."""
+def _describe(span: trace.Span, request: HttpRequest, response: HttpResponse, redactor: Redactor) -> None:
+    """The attributes OpenTelemetry's WSGI/Django instrumentation would set, secret paths masked."""
     attributes = collect_request_attributes(request.META)
-    for key in ("http.target", "http.url", "url.path", "url.full"):
-        if key in attributes:
-            attributes[key] = _loggable_path(str(attributes[key]))
+    for key, value in attributes.items():
+        if isinstance(value, str):
+            attributes[key] = redactor.text(value)
     span.set_attributes(attributes)
     route = getattr(request.resolver_match, "route", None)
     if route:

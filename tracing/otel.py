@@ -16,6 +16,8 @@ spans that are recorded. Celery and httpx use the stock instrumentations;
 psycopg's is wrapped so that a query only gets a span inside a recorded trace.
 """
 
+import re
+
 from django.conf import settings
 from django.db.backends.signals import connection_created
 from opentelemetry import trace
@@ -52,7 +54,9 @@ def configure_tracing() -> TracerProvider:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     if settings.OTEL_DJANGO_INSTRUMENTATION == "stock":
-        DjangoInstrumentor().instrument(tracer_provider=provider)
+        # The stock middleware records the full path: requests under a secret path get no span at all.
+        secret_paths = ",".join(re.escape(prefix) for prefix in settings.SECRET_PATH_PREFIXES)
+        DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls=secret_paths or None)
     CeleryInstrumentor().instrument(tracer_provider=provider)
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     connection_created.connect(_instrument_psycopg_connection, dispatch_uid="tracing.psycopg")

@@ -14,6 +14,11 @@ def boom(request):
     raise RuntimeError("deliberate failure with a secret stack")
 
 
+def broken_delivery(request, token):
+    """A crash under a secret path whose message quotes the path, as real errors often do."""
+    raise RuntimeError(f"could not serve {request.path}")
+
+
 def call_out(request):
     response = httpx.get(request.GET["url"], timeout=5)
     return JsonResponse({"status": response.status_code})
@@ -34,6 +39,7 @@ def read_body(request):
 
 urlpatterns = [
     path("test/boom", boom),
+    path("deliver/broken/<str:token>/", broken_delivery),
     path("test/call-out", call_out),
     path("test/log/<str:marker>", log_twice),
     path("api/test/read-body", read_body),
