@@ -217,10 +217,30 @@ STORAGES = {
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="agency@localhost")
 
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """`HEADER,value` (default `HTTP_X_FORWARDED_PROTO,https`): how our proxy says a request came over
+    https. `off` turns it off (no proxy in front: the header would be the client's to forge)."""
+    raw = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="HTTP_X_FORWARDED_PROTO,https").strip()
+    if raw.lower() in _FALSE:
+        return None
+    name, _, value = raw.partition(",")
+    if not name.strip().startswith("HTTP_") or not value.strip():
+        raise ImproperlyConfigured("DJANGO_SECURE_PROXY_SSL_HEADER must be 'HTTP_<HEADER>,<value>' or 'off'")
+    return name.strip(), value.strip()
+
+
 if not DEBUG:
+    # Production is https behind a proxy: redirect plain http, tell browsers to stay on https, and
+    # trust the proxy's scheme header. A plain-http test server sets DJANGO_SECURE_SSL_REDIRECT=false.
     SESSION_COOKIE_SECURE = env_flag("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_SSL_REDIRECT = env_flag("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain http
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_flag("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_flag("DJANGO_SECURE_HSTS_PRELOAD", True)
+    SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
 
 # --- API ----------------------------------------------------------------------
 

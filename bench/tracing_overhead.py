@@ -73,6 +73,7 @@ def base_env(database_url: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OTEL_", "CELERY_", "LOG_"))}
     env.update(
         DJANGO_DEBUG="false",
+        DJANGO_SECURE_SSL_REDIRECT="false",  # gunicorn serves plain http here
         DJANGO_SECRET_KEY="bench-" + "x" * 40,
         DATABASE_URL=database_url,
         API_THROTTLE_RATE="100000000/min",

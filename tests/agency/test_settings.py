@@ -1,5 +1,6 @@
 """Settings fail loudly on bad configuration (checked in a fresh interpreter)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -79,3 +80,73 @@ def test_it_warns_at_deploy_check_about_a_per_process_cache():
         timeout=60,
     )
     assert "agency.W001" in result.stderr + result.stdout
+
+
+PRODUCTION = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "tests-only-7f3a9c1e5b2d8f4a6c0e9b7d3f1a5c8e2b4d6f0a9c7e",
+    "DJANGO_ALLOWED_HOSTS": "agency.example",
+}
+
+
+def _deploy_check(**env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env={**_start_env(), **PRODUCTION, **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_deploy_check_passes_in_production_with_only_the_required_variables():
+    result = _deploy_check(CACHE_URL="redis://127.0.0.1:6379/9")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout + result.stderr
+
+
+def test_the_deploy_check_fails_when_https_protections_are_switched_off():
+    result = _deploy_check(
+        CACHE_URL="redis://127.0.0.1:6379/9", DJANGO_SECURE_SSL_REDIRECT="false", DJANGO_SECURE_HSTS_SECONDS="0"
+    )
+    assert result.returncode != 0
+    assert "security.W008" in result.stderr and "security.W004" in result.stderr
+
+
+_ONE_GET = """
+import json, sys
+import django
+django.setup()
+from django.test import Client
+path, headers = sys.argv[1], json.loads(sys.argv[2])
+r = Client().get(path, HTTP_HOST="agency.example", **headers)
+print(r.status_code, r.headers.get("Location", ""), r.headers.get("Strict-Transport-Security", ""))
+"""
+
+
+def _production_answer(path: str, headers: dict | None = None, **env) -> str:
+    """A GET in a fresh production-configured process: "status location hsts"."""
+    result = subprocess.run(
+        [sys.executable, "-c", _ONE_GET, path, json.dumps(headers or {})],
+        cwd=ROOT, env={**_start_env(), **PRODUCTION, **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_production_redirects_plain_http_to_https_but_lets_health_probes_through():
+    assert _production_answer("/api/v1/quote") == "301 https://agency.example/api/v1/quote"
+    assert _production_answer("/healthz").split()[0] in ("200", "503")  # answered, whatever its health
+
+
+def test_production_trusts_the_proxys_scheme_header_and_sends_hsts():
+    status, *rest = _production_answer("/api/v1/quote", {"HTTP_X_FORWARDED_PROTO": "https"}).split(" ")
+    assert status == "401"  # served, not redirected: the proxy said https
+    assert "max-age=31536000; includeSubDomains; preload" in " ".join(rest)
+
+
+def test_a_plain_http_server_can_switch_the_redirect_off():
+    assert _production_answer("/api/v1/quote", DJANGO_SECURE_SSL_REDIRECT="false").split() == ["401"]
+
+
+def test_it_refuses_a_malformed_proxy_header_setting():
+    result = _start(**PRODUCTION, DJANGO_SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto")
+    assert result.returncode != 0
+    assert "DJANGO_SECURE_PROXY_SSL_HEADER" in result.stderr
