@@ -65,6 +65,30 @@ def cycle_start(*, steps: list[str], trigger: str) -> CycleRun:
     return CycleRun.objects.create(trigger=trigger, planned=[step_name(path) for path in steps])
 
 
+def cycle_request() -> CycleRun:
+    """Queue a cycle on the workers now; returns its row (status `queued`).
+
+    The task is published before the caller's transaction commits, so a broker
+    that cannot take it makes the whole request fail (the API answers 503 and
+    keeps nothing, not even an `Idempotency-Key` answer claiming it was
+    accepted). The worker waits for the row if it is faster than the commit.
+    In eager mode (no broker) the cycle runs after the commit instead, outside
+    the caller's transaction.
+    """
+    from agency.tasks import agency_cycle
+
+    run = CycleRun.objects.create(
+        trigger=CycleRun.Trigger.WORKER,
+        status=CycleRun.Status.QUEUED,
+        planned=[step_name(path) for path in CYCLE_STEPS],
+    )
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        transaction.on_commit(lambda: agency_cycle.delay(run.pk))
+    else:
+        agency_cycle.apply_async(args=[run.pk], retry=False)
+    return run
+
+
 def cycle_step_record(*, run_id: int, outcome: StepOutcome, last: bool) -> None:
     """Add a finished step to its run; the last one closes the run (failed if any step failed)."""
     with transaction.atomic():

@@ -217,6 +217,7 @@ STORAGES = {
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="agency@localhost")
 
+
 def _proxy_ssl_header() -> tuple[str, str] | None:
     """`HEADER,value` (default `HTTP_X_FORWARDED_PROTO,https`): how our proxy says a request came over
     https. `off` turns it off (no proxy in front: the header would be the client's to forge)."""

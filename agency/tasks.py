@@ -9,14 +9,25 @@ from agency.models import CycleRun
 logger = structlog.get_logger(__name__)
 
 
-@shared_task(name="agency.cycle")
-def agency_cycle() -> list[str]:
+@shared_task(name="agency.cycle", bind=True, max_retries=10)
+def agency_cycle(self, run_id: int | None = None) -> list[str]:
     """Run a cycle on the workers: each step is its own task, chained in order.
 
-    The chain is published from inside this task, so every step task carries
-    this task's trace context (and thereby the trace of whoever started it).
+    Beat starts one with no row; the API queues its row first (`cycle_request`)
+    and passes its id, and this task may see it before that request commits:
+    then it tries again a second later. The chain is published from inside this
+    task, so every step task carries this task's trace context (and thereby the
+    trace of whoever started it).
     """
-    run = cycle_start(steps=CYCLE_STEPS, trigger=CycleRun.Trigger.WORKER)
+    if run_id is None:
+        run = cycle_start(steps=CYCLE_STEPS, trigger=CycleRun.Trigger.WORKER)
+    elif not CycleRun.objects.filter(pk=run_id, status=CycleRun.Status.QUEUED).update(status=CycleRun.Status.RUNNING):
+        if not CycleRun.objects.filter(pk=run_id).exists():
+            raise self.retry(countdown=1)  # the request that queued it has not committed yet
+        logger.warning("cycle_already_started", cycle_run_id=run_id)  # a redelivered message
+        return []
+    else:
+        run = CycleRun(pk=run_id)
     last = len(CYCLE_STEPS) - 1
     chain(*(cycle_step.si(path, run.pk, i == last) for i, path in enumerate(CYCLE_STEPS))).apply_async()
     logger.info("cycle_enqueued", steps=len(CYCLE_STEPS), cycle_run_id=run.pk)

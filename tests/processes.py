@@ -1,6 +1,7 @@
 """Helpers for tests that start real processes (web, worker, broker) on loopback."""
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -83,4 +84,26 @@ def worker_start(env: dict, *options: str, stderr=subprocess.DEVNULL) -> subproc
         [sys.executable, "-m", "celery", "-A", "agency", "worker", "--concurrency=1",
          "--without-gossip", "--without-mingle", "--without-heartbeat", *options],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+    )  # fmt: skip
+
+
+def redis_server() -> str:
+    """The redis-server binary, to stop and restart a broker; CI fails without it, elsewhere the test skips."""
+    import pytest
+
+    from tests.conftest import in_ci
+
+    found = shutil.which("redis-server")
+    if found is None:
+        if in_ci():
+            pytest.fail("redis-server is required in CI to stop and restart a broker")
+        pytest.skip("redis-server not installed")
+    return found
+
+
+def broker_start(port: int) -> subprocess.Popen:
+    """A throwaway Redis broker on `port` (nothing kept on disk)."""
+    return subprocess.Popen(
+        [redis_server(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

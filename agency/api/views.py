@@ -1,20 +1,16 @@
 """Foundation endpoints: API keys (operator) and on-demand agency cycles."""
 
-import uuid
-
-from django.db import transaction
-from django_celery_results.models import TaskResult
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.generics import ListAPIView, get_object_or_404
+from rest_framework.generics import ListAPIView, RetrieveAPIView, get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agency.api.idempotency import idempotent
-from agency.models import ApiKey
+from agency.cycle import cycle_request
+from agency.models import ApiKey, CycleRun
 from agency.services.api_keys import api_key_revoke
-from tracing.context import current_trace_id
 
 
 class ApiKeyOut(serializers.ModelSerializer):
@@ -43,13 +39,17 @@ class ApiKeyRevokeApi(APIView):
         return Response(ApiKeyOut(api_key_revoke(api_key=api_key)).data)
 
 
-class CycleOut(serializers.Serializer):
-    task_id = serializers.CharField()
-    trace_id = serializers.CharField()
+class CycleOut(serializers.ModelSerializer):
+    class Meta:
+        model = CycleRun
+        fields = ["id", "status", "trigger", "planned", "steps", "created_at", "finished_at", "trace_id"]
 
 
 class CycleStartApi(APIView):
-    """Start an agency cycle on the workers now (beat also runs one on a schedule)."""
+    """Queue an agency cycle on the workers now (beat also runs one on a schedule).
+
+    202 only once the cycle was handed to the broker; 503 (and nothing kept) when it cannot be.
+    """
 
     api_access = {"POST": ("operator", ("agency.add_cyclerun",))}
 
@@ -60,29 +60,12 @@ class CycleStartApi(APIView):
     )
     @idempotent
     def post(self, request: Request) -> Response:
-        from agency.tasks import agency_cycle
-
-        task_id = str(uuid.uuid4())
-        transaction.on_commit(lambda: agency_cycle.apply_async(task_id=task_id))
-        body = CycleOut({"task_id": task_id, "trace_id": current_trace_id()}).data
-        return Response(body, status=status.HTTP_202_ACCEPTED)
+        return Response(CycleOut(cycle_request()).data, status=status.HTTP_202_ACCEPTED)
 
 
-class CycleStatusOut(serializers.Serializer):
-    task_id = serializers.CharField()
-    status = serializers.CharField()
-    date_done = serializers.DateTimeField(allow_null=True)
-    result = serializers.JSONField(allow_null=True)
+class CycleDetailApi(RetrieveAPIView):
+    """One cycle run: its status and what each finished step did."""
 
-
-class CycleStatusApi(APIView):
     api_access = {"GET": ("read", ("agency.view_cyclerun",))}
-
-    @extend_schema(responses=CycleStatusOut)
-    def get(self, request: Request, task_id: str) -> Response:
-        row = TaskResult.objects.filter(task_id=task_id, task_name="agency.cycle").first()
-        if row is None:
-            body = {"task_id": task_id, "status": "PENDING", "date_done": None, "result": None}
-        else:
-            body = {"task_id": task_id, "status": row.status, "date_done": row.date_done, "result": row.result}
-        return Response(CycleStatusOut(body).data)
+    serializer_class = CycleOut
+    queryset = CycleRun.objects.all()

@@ -7,6 +7,7 @@ from tracing.models import TraceStamped
 
 
 class CycleStatus(models.TextChoices):
+    QUEUED = "queued"  # handed to the workers, not started yet
     RUNNING = "running"
     FINISHED = "finished"  # every step ok
     FAILED = "failed"  # at least one step failed; the later ones still ran
@@ -40,8 +41,8 @@ class CycleRun(TraceStamped):
             models.CheckConstraint(condition=Q(status__in=CycleStatus.values), name="agency_cyclerun_known_status"),
             models.CheckConstraint(condition=Q(trigger__in=CycleTrigger.values), name="agency_cyclerun_known_trigger"),
             models.CheckConstraint(
-                condition=Q(status="running", finished_at__isnull=True)
-                | (~Q(status="running") & Q(finished_at__isnull=False)),
+                condition=Q(status__in=["queued", "running"], finished_at__isnull=True)
+                | (Q(status__in=["finished", "failed"]) & Q(finished_at__isnull=False)),
                 name="agency_cyclerun_finished_when_done",
             ),
         ]

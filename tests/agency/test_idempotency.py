@@ -18,7 +18,7 @@ def test_it_replays_the_first_answer_for_the_same_key_and_body(operator_client):
     first = operator_client.post(URL, {}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     second = operator_client.post(URL, {}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert first.status_code == second.status_code == 202
-    assert second.json()["task_id"] == first.json()["task_id"]
+    assert second.json()["id"] == first.json()["id"]
     assert second.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
     assert IdempotencyRecord.objects.count() == 1
@@ -27,7 +27,7 @@ def test_it_replays_the_first_answer_for_the_same_key_and_body(operator_client):
 @pytest.mark.django_db
 def test_it_creates_anew_without_a_key(operator_client):
     first, second = operator_client.post(URL), operator_client.post(URL)
-    assert first.json()["task_id"] != second.json()["task_id"]
+    assert first.json()["id"] != second.json()["id"]
     assert IdempotencyRecord.objects.count() == 0
 
 
@@ -45,7 +45,7 @@ def test_it_keeps_keys_of_different_callers_apart(issue_key):
     b = client_with_key(issue_key(ApiKey.Scope.OPERATOR, name="b"))
     first = a.post(URL, HTTP_IDEMPOTENCY_KEY="shared")
     second = b.post(URL, HTTP_IDEMPOTENCY_KEY="shared")
-    assert first.json()["task_id"] != second.json()["task_id"]
+    assert first.json()["id"] != second.json()["id"]
 
 
 @pytest.mark.django_db

@@ -7,7 +7,6 @@ pass: the other processes must share the test database.
 
 import json
 import os
-import shutil
 import subprocess
 import time
 
@@ -17,20 +16,26 @@ import pytest
 from agency.models import ApiKey
 from escalations.models import Escalation, Notification
 from tests.agency.factories import TaskFactory
-from tests.conftest import database_url, in_ci
+from tests.conftest import database_url
 from tests.escalations import fakes
 from tests.escalations.factories import ChannelFactory
-from tests.processes import free_port, json_lines, stop, wait_for, web_answers, web_start, worker_start
+from tests.processes import (
+    broker_start,
+    free_port,
+    json_lines,
+    redis_server,
+    stop,
+    wait_for,
+    web_answers,
+    web_start,
+    worker_start,
+)
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 
 
 def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue_key):
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:
-        if in_ci():
-            pytest.fail("redis-server is required in CI to stop and restart a broker")
-        pytest.skip("redis-server not installed")
+    redis_server()  # before anything starts
     broker_port = free_port()
     env = {
         **os.environ,
@@ -71,11 +76,7 @@ def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue
             assert (row.status, row.attempts, receiver.requests) == ("pending", 0, [])
 
             # The broker comes back, with a worker running beat: the waiting row goes out, once.
-            broker = subprocess.Popen(
-                [redis_server, "--bind", "127.0.0.1", "--port", str(broker_port), "--save", "", "--appendonly", "no"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            processes.append(broker)
+            processes.append(broker_start(broker_port))
             processes.append(worker_start(env, "-B", "-l", "WARNING"))
             wait_for(
                 lambda: Notification.objects.filter(pk=row.pk, status="sent").exists(),

@@ -13,7 +13,7 @@ import pytest
 import redis
 from django_celery_results.models import TaskResult
 
-from agency.models import ApiKey
+from agency.models import ApiKey, CycleRun
 from tests.conftest import database_url, in_ci
 from tests.processes import json_lines, stop, wait_for, web_answers, web_start, worker_start
 from tests.tracing.http_server import plain_post
@@ -73,9 +73,12 @@ def test_it_logs_a_task_enqueued_by_a_request_with_the_requests_trace_id(deploym
         },
     )
     assert status == 202, body
-    cycle_id = json.loads(body)["task_id"]
+    run_id = json.loads(body)["id"]
 
-    cycle = wait_for(lambda: TaskResult.objects.filter(task_id=cycle_id, status="SUCCESS").first())
+    cycle = wait_for(lambda: TaskResult.objects.filter(task_name="agency.cycle", status="SUCCESS").first())
+    cycle_id = cycle.task_id
+    run = wait_for(lambda: CycleRun.objects.filter(pk=run_id, status="finished").first())
+    assert run.trace_id == trace_id and [s["name"] for s in run.steps] == run.planned
     step = wait_for(lambda: TaskResult.objects.filter(task_name="agency.cycle_step", status="SUCCESS").first())
     assert cycle.task_name == "agency.cycle"  # result_extended stores the name
     assert json.loads(step.result)["ok"] is True
