@@ -233,7 +233,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["agency.api.auth.OperatorScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "agency.api.parsers.JsonParser",
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -268,6 +268,8 @@ SPECTACULAR_SETTINGS = {
 # unfinished claim blocks a retry before it is considered abandoned.
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60)
 IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS = env_int("IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS", 60, minimum=1)
+# Deepest nesting accepted in JSON, as a request body or an uploaded JSON file alike (deeper → 400).
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 100, minimum=1)
 
 # --- Pricing (SPEC §4) ------------------------------------------------------------
 

@@ -4,17 +4,18 @@ Nothing is stored until a file has passed every check, so a rejected input
 leaves no row and no file behind.
 """
 
+import codecs
 import hashlib
-import json
 import os
 import zipfile
-from codecs import getincrementaldecoder
 from dataclasses import dataclass
 from typing import IO
 
 from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.utils.text import get_valid_filename
+
+from agency.json_documents import JsonDocumentRejected, json_document_check
 
 CHUNK = 64 * 1024
 
@@ -106,7 +107,7 @@ class _TextCheck:
     """UTF-8 text without NUL bytes (CSV, TXT)."""
 
     def __init__(self):
-        self.decoder = getincrementaldecoder("utf-8-sig")()
+        self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
 
     def feed(self, chunk: bytes) -> None:
         if b"\x00" in chunk:
@@ -127,10 +128,12 @@ class _JsonCheck(_TextCheck):
     def finish(self, file) -> None:
         super().finish(file)
         file.seek(0)
+        if file.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
+            file.seek(0)
         try:
-            json.loads(file.read().decode("utf-8-sig"))
-        except ValueError:
-            raise UploadRejected("The input is not valid JSON.") from None
+            json_document_check(file, max_depth=settings.JSON_MAX_DEPTH)
+        except JsonDocumentRejected as exc:
+            raise UploadRejected(str(exc)) from None
 
 
 class _PdfCheck:

@@ -1,0 +1,101 @@
+"""Hostile input (docs/api.md): whatever a client sends, the API answers 4xx in the JSON error shape, never 5xx.
+
+These run on both passes: PostgreSQL refuses some text SQLite stores (NUL characters).
+"""
+
+import io
+import json
+
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+
+from agency.models import ApiKey, Task
+from tests.conftest import client_with_key
+from tests.escalations.factories import escalate
+
+pytestmark = pytest.mark.django_db
+TASKS = "/api/v1/tasks"
+ORDER = {
+    "domain": "legal",
+    "title": "Review an NDA",
+    "client_email": "buyer@example.com",
+    "payment": "prepaid",
+}
+DEEP = 10_000
+
+
+def _post_paths() -> list[str]:
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return sorted(path for path, operations in schema["paths"].items() if "post" in operations)
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _assert_json_error(response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert {"detail", "code", "trace_id"} <= set(body)
+    if code is not None:
+        assert body["code"] == code
+    return body
+
+
+@pytest.fixture
+def operator(issue_key):
+    return client_with_key(issue_key(ApiKey.Scope.OPERATOR))
+
+
+def _multipart(client, name: str, content: bytes):
+    upload = io.BytesIO(content)
+    upload.name = name
+    return client.post(TASKS, {**ORDER, "input_file": upload}, format="multipart")
+
+
+# --- Deeply nested JSON -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", _post_paths())
+def test_it_never_answers_5xx_to_a_json_body_nested_10000_deep(operator, path):
+    escalation = escalate()
+    ids = {"/api/v1/tasks/": escalation.task_id, "/api/v1/escalations/": escalation.pk, "/api/v1/keys/": 1}
+    url = path
+    for prefix, pk in ids.items():
+        if path.startswith(prefix):
+            url = path.replace("{id}", str(pk))
+    response = operator.post(url, _nested(DEEP), content_type="application/json", HTTP_IDEMPOTENCY_KEY="deep")
+    assert response.status_code < 500
+    if response.status_code >= 400:
+        _assert_json_error(response, response.status_code)
+
+
+def test_it_refuses_a_json_body_nested_deeper_than_the_limit(operator, settings):
+    body = {**ORDER, "extra": json.loads(_nested(settings.JSON_MAX_DEPTH))}
+    response = operator.post(TASKS, body, format="json")
+    assert "deeper" in _assert_json_error(response, 400, "parse_error")["detail"]
+    assert not Task.objects.exists()
+
+
+def test_it_accepts_a_json_body_nested_up_to_the_limit(operator, settings):
+    body = {**ORDER, "extra": json.loads(_nested(settings.JSON_MAX_DEPTH - 1))}
+    assert operator.post(TASKS, body, format="json").status_code == 201
+
+
+def test_it_refuses_an_uploaded_json_file_nested_10000_deep(operator):
+    response = _multipart(operator, "data.json", _nested(DEEP).encode())
+    body = _assert_json_error(response, 400, "invalid")
+    assert "deeper" in body["errors"]["input_file"][0]
+    assert not Task.objects.exists()
+
+
+def test_it_accepts_an_uploaded_json_file_nested_up_to_the_limit(operator, settings):
+    response = _multipart(operator, "data.json", b"\xef\xbb\xbf" + _nested(settings.JSON_MAX_DEPTH).encode())
+    assert response.status_code == 201, response.json()
+
+
+@pytest.mark.parametrize("content", [b"", b"[1] [2]", b"NaN", b'{"a": 1,}', b'"\\ud800"x'])
+def test_it_refuses_an_uploaded_file_that_is_not_one_json_document(operator, content):
+    response = _multipart(operator, "data.json", content)
+    assert "input_file" in _assert_json_error(response, 400)["errors"]
