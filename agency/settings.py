@@ -299,6 +299,11 @@ HIGH_VALUE_THRESHOLD_CENTS = env_int("HIGH_VALUE_THRESHOLD_CENTS", 20000, minimu
 TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 3, minimum=1)
 # Largest task input accepted (bytes); larger answers 413.
 TASK_INPUT_MAX_BYTES = env_int("TASK_INPUT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+# An XLSX input is a ZIP archive: its parts are inflated to check it, within these bounds
+# (a few kilobytes can inflate to gigabytes); beyond them it is refused with 400.
+UPLOAD_XLSX_MAX_PARTS = env_int("UPLOAD_XLSX_MAX_PARTS", 10_000, minimum=10)
+UPLOAD_XLSX_MAX_UNCOMPRESSED_BYTES = env_int("UPLOAD_XLSX_MAX_UNCOMPRESSED_BYTES", 256 * 1024 * 1024, minimum=1024)
+UPLOAD_XLSX_MAX_COMPRESSION_RATIO = env_int("UPLOAD_XLSX_MAX_COMPRESSION_RATIO", 100, minimum=2)
 
 # --- Delivery links (SPEC §4) ------------------------------------------------------
 

@@ -5,6 +5,7 @@ These run on both passes: PostgreSQL refuses some text SQLite stores (NUL charac
 
 import io
 import json
+import zipfile
 
 import pytest
 from drf_spectacular.generators import SchemaGenerator
@@ -99,3 +100,47 @@ def test_it_accepts_an_uploaded_json_file_nested_up_to_the_limit(operator, setti
 def test_it_refuses_an_uploaded_file_that_is_not_one_json_document(operator, content):
     response = _multipart(operator, "data.json", content)
     assert "input_file" in _assert_json_error(response, 400)["errors"]
+
+
+# --- XLSX: sizes declared by the archive, checked before anything inflates ----------
+
+
+def _xlsx(parts: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_it_refuses_an_xlsx_zip_bomb(operator):
+    bomb = _xlsx({"xl/sharedStrings.xml": b"<si>" + b" " * (20 * 1024 * 1024)})
+    assert len(bomb) < 100 * 1024
+    response = _multipart(operator, "book.xlsx", bomb)
+    assert "compressed" in _assert_json_error(response, 400, "invalid")["errors"]["input_file"][0]
+    assert not Task.objects.exists()
+
+
+def test_it_refuses_an_xlsx_whose_parts_are_larger_than_the_limit(operator, settings):
+    settings.UPLOAD_XLSX_MAX_UNCOMPRESSED_BYTES = 64 * 1024
+    stored = _xlsx({"xl/worksheets/sheet1.xml": b"<c>1</c>" * 10_000}, compression=zipfile.ZIP_STORED)
+    response = _multipart(operator, "book.xlsx", stored)
+    assert "uncompressed" in _assert_json_error(response, 400, "invalid")["errors"]["input_file"][0]
+
+
+def test_it_refuses_an_xlsx_with_more_parts_than_the_limit(operator, settings):
+    settings.UPLOAD_XLSX_MAX_PARTS = 10
+    many = _xlsx({f"xl/worksheets/sheet{n}.xml": b"<c/>" for n in range(20)})
+    response = _multipart(operator, "book.xlsx", many)
+    assert "parts" in _assert_json_error(response, 400, "invalid")["errors"]["input_file"][0]
+
+
+def test_it_refuses_an_xlsx_whose_part_inflates_beyond_its_declared_size(operator):
+    book = bytearray(_xlsx({"xl/sharedStrings.xml": b"<si>" + b"x" * 5000}))
+    # Lower the size the archive's directory declares for its last part (the shared strings).
+    entry = book.rfind(b"PK\x01\x02")
+    book[entry + 24 : entry + 28] = (100).to_bytes(4, "little")
+    response = _multipart(operator, "book.xlsx", bytes(book))
+    assert "input_file" in _assert_json_error(response, 400, "invalid")["errors"]
