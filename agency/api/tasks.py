@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from agency import pricing
 from agency.api.auth import ReadScope, WriteScope, actor_of
+from agency.api.filters import IsoDateTimeFilter
 from agency.api.idempotency import idempotent
 from agency.models import Domain, Task
 from agency.services.payments import (
@@ -137,8 +138,8 @@ class TaskFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Task.Status.choices)
     domain = django_filters.CharFilter(field_name="domain__slug")
     client = django_filters.CharFilter(field_name="client__email", lookup_expr="iexact")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Task

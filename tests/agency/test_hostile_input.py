@@ -11,6 +11,7 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 
 from agency.models import ApiKey, Task
+from tests.agency.factories import TaskFactory
 from tests.conftest import client_with_key
 from tests.escalations.factories import escalate
 
@@ -144,3 +145,26 @@ def test_it_refuses_an_xlsx_whose_part_inflates_beyond_its_declared_size(operato
     book[entry + 24 : entry + 28] = (100).to_bytes(4, "little")
     response = _multipart(operator, "book.xlsx", bytes(book))
     assert "input_file" in _assert_json_error(response, 400, "invalid")["errors"]
+
+
+# --- Filters ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "99999-01-01",
+        "0000-00-00",
+        "10000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-23:00",  # past year 9999 once in UTC
+        "0001-01-01T00:00:00+01:00",  # before year 1 once in UTC
+        "2024-13-45",
+        "yesterday",
+        "2024-01-01T00:00:00+99:99",
+    ],
+)
+@pytest.mark.parametrize("name", ["created_after", "created_before"])
+def test_it_refuses_out_of_range_and_junk_dates_in_filters(read_client, name, value):
+    TaskFactory()
+    response = read_client.get(TASKS, {name: value})
+    assert name in _assert_json_error(response, 400)["errors"]
