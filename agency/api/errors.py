@@ -88,7 +88,8 @@ def _kept_headers(response: Response) -> dict[str, str]:
 
 
 class JsonErrorMiddleware:
-    """Unexpected errors answer JSON with the trace id, never a stack trace.
+    """Unexpected errors answer JSON with the trace id, never a stack trace; a URL with a NUL
+    character is refused before any view runs (400).
 
     A database or broker that cannot be reached answers 503 with `Retry-After` so that
     clients back off instead of treating the outage as a bug.
@@ -98,6 +99,12 @@ class JsonErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _has_nul(request):
+            # PostgreSQL refuses NUL in text: a path or query value carrying one would fail
+            # as a 500 wherever it reaches the database (admin searches, path parameters).
+            if request.path.startswith("/api/"):
+                return json_error(400, "The URL contains a NUL character.", "bad_request")
+            raise BadRequest("The URL contains a NUL character.")
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
@@ -117,6 +124,12 @@ class JsonErrorMiddleware:
             span.record_exception(exception)
         logger.exception("unhandled_exception", path=request.path, method=request.method)
         return json_error(500, "Internal server error.", "server_error")
+
+
+def _has_nul(request: HttpRequest) -> bool:
+    if "\x00" in request.path:
+        return True
+    return any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists())
 
 
 def _client_error(request: HttpRequest, exception: Exception) -> HttpResponse | None:

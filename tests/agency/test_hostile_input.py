@@ -168,3 +168,55 @@ def test_it_refuses_out_of_range_and_junk_dates_in_filters(read_client, name, va
     TaskFactory()
     response = read_client.get(TASKS, {name: value})
     assert name in _assert_json_error(response, 400)["errors"]
+
+
+# --- NUL and other control characters ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"client": "a\x00b"},
+        {"domain": "\x00"},
+        {"status": "\x00"},
+        {"created_after": "2024-01-01\x00"},
+        {"page": "\x00"},
+        {"\x00": "x"},
+    ],
+)
+def test_it_refuses_nul_characters_in_query_parameters(read_client, query):
+    _assert_json_error(read_client.get(TASKS, query), 400, "bad_request")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/cycles/%00",
+        "/api/v1/cycles/abc%00def",
+        "/api/v1/traces/%00" + "a" * 31,
+        "/api/v1/tasks/1%00",
+        "/api/v1/escalations/%00/resolve",
+    ],
+)
+def test_it_refuses_nul_characters_in_path_segments(operator, path):
+    _assert_json_error(operator.get(path), 400, "bad_request")
+
+
+@pytest.mark.parametrize("char", ["\x01", "\x1b", "\x7f", "\u2028", "\ufffe"])
+def test_it_answers_other_control_characters_in_query_and_path_without_5xx(operator, char):
+    assert operator.get(TASKS, {"client": char, "domain": char}).status_code == 200
+    assert operator.get(f"/api/v1/cycles/{char}").status_code == 200  # an unknown cycle is pending
+    assert operator.get(f"/api/v1/escalations?reason={char}").status_code == 400
+
+
+def test_it_refuses_nul_characters_in_a_json_body(operator):
+    task = TaskFactory()
+    response = operator.post(f"{TASKS}/{task.pk}/cancel", {"reason": "a\x00b"}, format="json")
+    assert "reason" in _assert_json_error(response, 400)["errors"]
+    response = operator.post("/api/v1/escalations", {"task": task.pk, "detail": "\x00"}, format="json")
+    assert "detail" in _assert_json_error(response, 400)["errors"]
+
+
+def test_it_answers_ids_out_of_the_integer_range_with_404(operator):
+    _assert_json_error(operator.get(f"{TASKS}/{10**30}"), 404, "not_found")
+    _assert_json_error(operator.post(f"/api/v1/escalations/{2**63}/acknowledge"), 404, "not_found")
