@@ -159,9 +159,7 @@ class TaskListCreateApi(ListAPIView):
         super().initial(request, *args, **kwargs)
         # Before anything reads the body (the Idempotency-Key fingerprint would):
         # a body that cannot be accepted is refused unread.
-        if request.method == "POST" and int(request.META.get("CONTENT_LENGTH") or 0) > (
-            settings.TASK_INPUT_MAX_BYTES + 1024 * 1024
-        ):
+        if request.method == "POST" and _declared_length(request) > settings.TASK_INPUT_MAX_BYTES + 1024 * 1024:
             raise PayloadTooLarge()
 
     def get_queryset(self):
@@ -197,6 +195,13 @@ class TaskListCreateApi(ListAPIView):
         if checkout_url:
             body["checkout_url"] = checkout_url
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+def _declared_length(request: Request) -> int:
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    if not raw.isdecimal():
+        raise exceptions.ParseError("Content-Length must be a whole number of bytes.")
+    return int(raw)
 
 
 def _upload(data: dict):

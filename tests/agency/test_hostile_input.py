@@ -220,3 +220,62 @@ def test_it_refuses_nul_characters_in_a_json_body(operator):
 def test_it_answers_ids_out_of_the_integer_range_with_404(operator):
     _assert_json_error(operator.get(f"{TASKS}/{10**30}"), 404, "not_found")
     _assert_json_error(operator.post(f"/api/v1/escalations/{2**63}/acknowledge"), 404, "not_found")
+
+
+# --- Headers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer " + "clé-ключ".encode().decode("latin-1"),  # UTF-8 bytes, as a WSGI server hands them over
+        "Bearer two words",
+        "Bearer ",
+        "Bearer " + "k" * 100_000,
+        "Bearer \x00",
+        "Bearer\tkey",
+    ],
+)
+def test_it_answers_a_malformed_authorization_header_with_401(api, header):
+    _assert_json_error(api.get(TASKS, HTTP_AUTHORIZATION=header), 401)
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "line\nbreak", "\x1b[31m", "k" * 256, " "])
+def test_it_refuses_an_idempotency_key_with_control_characters_or_out_of_bounds(operator, key):
+    response = operator.post(TASKS, ORDER, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert "Idempotency-Key" in _assert_json_error(response, 400, "invalid")["errors"]
+
+
+def test_it_refuses_multipart_without_a_boundary(operator):
+    response = operator.post(TASKS, b"--x\r\n", content_type="multipart/form-data")
+    _assert_json_error(response, 400, "parse_error")
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e3", " ", "\u00b2", "99999999999999999999999"])
+def test_it_never_answers_5xx_to_a_malformed_content_length(operator, length):
+    response = operator.post(TASKS, json.dumps(ORDER), content_type="application/json", CONTENT_LENGTH=length)
+    assert 400 <= response.status_code < 500
+    _assert_json_error(response, response.status_code)
+
+
+@pytest.mark.parametrize("length", ["-1", "abc"])
+def test_it_never_answers_5xx_to_a_malformed_content_length_on_multipart(operator, length):
+    response = operator.post(
+        TASKS, b"--b\r\n\r\n--b--\r\n", content_type="multipart/form-data; boundary=b", CONTENT_LENGTH=length
+    )
+    assert 400 <= response.status_code < 500
+    _assert_json_error(response, response.status_code)
+
+
+def test_it_refuses_invalid_json(operator):
+    response = operator.post(TASKS, b'{"domain": "legal",', content_type="application/json")
+    _assert_json_error(response, 400, "parse_error")
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "latin-1", "rot13", "hex", "base64", "zlib", "no-such-charset"])
+def test_it_never_answers_5xx_to_a_json_body_with_a_strange_charset(operator, charset):
+    body = json.dumps({**ORDER, "title": "Révision"}).encode()
+    response = operator.post(TASKS, body, content_type=f"application/json; charset={charset}")
+    assert response.status_code < 500
+    if response.status_code >= 400:
+        _assert_json_error(response, 400, "parse_error")
