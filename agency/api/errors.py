@@ -12,6 +12,7 @@ import structlog
 from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from opentelemetry import trace
@@ -141,6 +142,13 @@ def _client_error(request: HttpRequest, exception: Exception) -> HttpResponse | 
     if isinstance(exception, PermissionDenied):
         return json_error(403, "You do not have permission to perform this action.", "permission_denied")
     return json_error(400, "Bad request.", "bad_request")
+
+
+@csrf_exempt  # a 404 changes nothing; a CSRF refusal would be Django's HTML page
+def api_not_found_view(request: HttpRequest, route: str = "") -> JsonResponse:
+    """The last route under /api/: JSON 404 for every method, in DEBUG too (where Django's own
+    404 page is HTML, as is the redirect APPEND_SLASH would answer to /api/v1/schema)."""
+    return json_error(404, "Not found.", "not_found")
 
 
 def not_found_view(request, exception=None):

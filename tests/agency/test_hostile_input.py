@@ -8,6 +8,7 @@ import json
 import zipfile
 
 import pytest
+from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
 from agency.models import ApiKey, Task
@@ -279,3 +280,41 @@ def test_it_never_answers_5xx_to_a_json_body_with_a_strange_charset(operator, ch
     assert response.status_code < 500
     if response.status_code >= 400:
         _assert_json_error(response, 400, "parse_error")
+
+
+# --- Unknown paths ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/tasks/abc",
+        "/api/v1/tasks/abc/",
+        "/api/v1/tasks/",
+        "/api/v1/tasks/1/",
+        "/api/v1/tasks/-1",
+        "/api/v1/escalations/1x/resolve",
+        "/api/v1/escalations/1x/resolve/",
+        "/api/v1/keys/x/revoke",
+        "/api/v1/no-such-thing",
+        "/api/v1/no-such-thing/",
+        "/api/v1/schema",
+        "/api/v1/",
+        "/api/v2/tasks",
+    ],
+)
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_it_answers_json_404_to_paths_no_endpoint_matches(operator, path, method):
+    _assert_json_error(getattr(operator, method)(path), 404, "not_found")
+
+
+def test_it_answers_json_404_to_unknown_paths_in_debug_mode_too(operator, settings):
+    settings.DEBUG = True
+    _assert_json_error(operator.get("/api/v1/tasks/abc"), 404, "not_found")
+    _assert_json_error(operator.post("/api/v1/tasks/abc"), 404, "not_found")
+
+
+def test_it_answers_json_404_to_a_session_post_without_csrf_token(admin_user):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    _assert_json_error(browser.post("/api/v1/escalations/1x/resolve"), 404, "not_found")
