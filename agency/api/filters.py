@@ -12,19 +12,20 @@ class _UtcIsoDateTimeField(IsoDateTimeField):
 
     def to_python(self, value):
         parsed = super().to_python(value)
-        if parsed is not None:
-            try:
-                parsed.astimezone(UTC)
-            except OverflowError:
-                raise forms.ValidationError(self.error_messages["out_of_range"], code="out_of_range") from None
-        return parsed
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError(self.error_messages["out_of_range"], code="out_of_range") from None
 
 
 class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
-    """An ISO 8601 date-time that stays within years 1 to 9999 once in UTC.
+    """An ISO 8601 date-time, compared in UTC, that stays within years 1 to 9999 there.
 
-    The database backends convert a compared date-time to UTC when the query runs: an offset
-    that pushes it past either end (`9999-12-31T23:59:59-23:00`) raised `OverflowError`, a 500.
+    Converted here, not by the database: SQLite's backend converted it when the query ran, and
+    an offset that pushed it past either end (`9999-12-31T23:59:59-23:00`) raised `OverflowError`;
+    PostgreSQL refuses offsets beyond ±15:59 (`DataError`). Both were a 500.
     """
 
     field_class = _UtcIsoDateTimeField

@@ -171,6 +171,13 @@ def test_it_refuses_out_of_range_and_junk_dates_in_filters(read_client, name, va
     assert name in _assert_json_error(response, 400)["errors"]
 
 
+@pytest.mark.parametrize("offset", ["-20:00", "+23:59", "Z", "+00:00"])
+def test_it_compares_filter_dates_with_any_offset_in_utc(read_client, offset):
+    TaskFactory()
+    assert read_client.get(TASKS, {"created_after": f"2000-01-01T00:00:00{offset}"}).json()["count"] == 1
+    assert read_client.get(TASKS, {"created_before": f"2000-01-01T00:00:00{offset}"}).json()["count"] == 0
+
+
 # --- NUL and other control characters ---------------------------------------------
 
 
