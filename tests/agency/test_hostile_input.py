@@ -325,3 +325,40 @@ def test_it_answers_json_404_to_a_session_post_without_csrf_token(admin_user):
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(admin_user)
     _assert_json_error(browser.post("/api/v1/escalations/1x/resolve"), 404, "not_found")
+
+
+# --- The admin ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "created_at__gte=99999-99-99",
+        "created_at__gte=0000-00-00",
+        "created_at__gte=10000-01-01",
+        "created_at__gte=0001-01-01T00:00:00%2B01:00",
+        "created_at__lt=9999-12-31T23:59:59-23:00",
+        "q=%00",
+        "q=a%00b",
+        "status=%00",
+        "id=%00",
+        "id=99999999999999999999999",
+        "o=%00",
+        "p=%00",
+        "%00=1",
+    ],
+)
+@pytest.mark.parametrize("url", ["/admin/agency/task/", "/admin/escalations/escalation/"])
+def test_it_answers_4xx_or_a_redirect_to_hostile_admin_filters(admin_client, url, query):
+    escalate()
+    response = admin_client.get(f"{url}?{query}")
+    assert response.status_code in (200, 302, 400), response.status_code
+
+
+@pytest.mark.parametrize("path", ["/admin/agency/task/%00/change/", "/admin/agency/task/abc/change/"])
+def test_it_answers_4xx_or_a_redirect_to_hostile_admin_paths(admin_client, path):
+    assert admin_client.get(path).status_code in (302, 400, 404)
+
+
+def test_it_answers_400_to_a_nul_in_the_trace_search(admin_client):
+    assert admin_client.get("/admin/traces/?trace_id=%00").status_code == 400
