@@ -254,7 +254,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["agency.api.auth.ApiAccess"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "agency.api.parsers.JsonParser",
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -289,6 +289,8 @@ SPECTACULAR_SETTINGS = {
 # unfinished claim blocks a retry before it is considered abandoned.
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60)
 IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS = env_int("IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS", 60, minimum=1)
+# Deepest nesting accepted in JSON, as a request body or an uploaded JSON file alike (deeper → 400).
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 100, minimum=1)
 
 # --- Pricing (docs/tasks.md) ------------------------------------------------------
 
@@ -318,6 +320,11 @@ HIGH_VALUE_THRESHOLD_CENTS = env_int("HIGH_VALUE_THRESHOLD_CENTS", 20000, minimu
 TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 3, minimum=1)
 # Largest task input accepted (bytes); larger answers 413.
 TASK_INPUT_MAX_BYTES = env_int("TASK_INPUT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+# An XLSX input is a ZIP archive: its parts are inflated to check it, within these bounds
+# (a few kilobytes can inflate to gigabytes); beyond them it is refused with 400.
+UPLOAD_XLSX_MAX_PARTS = env_int("UPLOAD_XLSX_MAX_PARTS", 10_000, minimum=10)
+UPLOAD_XLSX_MAX_UNCOMPRESSED_BYTES = env_int("UPLOAD_XLSX_MAX_UNCOMPRESSED_BYTES", 256 * 1024 * 1024, minimum=1024)
+UPLOAD_XLSX_MAX_COMPRESSION_RATIO = env_int("UPLOAD_XLSX_MAX_COMPRESSION_RATIO", 100, minimum=2)
 
 # --- Delivery links (docs/tasks.md) ------------------------------------------------
 

@@ -12,6 +12,7 @@ import structlog
 from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from opentelemetry import trace
@@ -88,7 +89,8 @@ def _kept_headers(response: Response) -> dict[str, str]:
 
 
 class JsonErrorMiddleware:
-    """Unexpected errors answer JSON with the trace id, never a stack trace.
+    """Unexpected errors answer JSON with the trace id, never a stack trace; a URL with a NUL
+    character is refused before any view runs (400).
 
     A database or broker that cannot be reached answers 503 with `Retry-After` so that
     clients back off instead of treating the outage as a bug.
@@ -98,6 +100,12 @@ class JsonErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _has_nul(request):
+            # PostgreSQL refuses NUL in text: a path or query value carrying one would fail
+            # as a 500 wherever it reaches the database (admin searches, path parameters).
+            if request.path.startswith("/api/"):
+                return json_error(400, "The URL contains a NUL character.", "bad_request")
+            raise BadRequest("The URL contains a NUL character.")
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
@@ -119,6 +127,12 @@ class JsonErrorMiddleware:
         return json_error(500, "Internal server error.", "server_error")
 
 
+def _has_nul(request: HttpRequest) -> bool:
+    if "\x00" in request.path:
+        return True
+    return any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists())
+
+
 def _client_error(request: HttpRequest, exception: Exception) -> HttpResponse | None:
     """JSON for the API; Django's own pages (admin, delivery pages) elsewhere."""
     if not request.path.startswith("/api/"):
@@ -128,6 +142,13 @@ def _client_error(request: HttpRequest, exception: Exception) -> HttpResponse | 
     if isinstance(exception, PermissionDenied):
         return json_error(403, "You do not have permission to perform this action.", "permission_denied")
     return json_error(400, "Bad request.", "bad_request")
+
+
+@csrf_exempt  # a 404 changes nothing; a CSRF refusal would be Django's HTML page
+def api_not_found_view(request: HttpRequest, route: str = "") -> JsonResponse:
+    """The last route under /api/: JSON 404 for every method, in DEBUG too (where Django's own
+    404 page is HTML, as is the redirect APPEND_SLASH would answer to /api/v1/schema)."""
+    return json_error(404, "Not found.", "not_found")
 
 
 def not_found_view(request, exception=None):

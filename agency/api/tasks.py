@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from agency import pricing
 from agency.api.auth import actor_of
+from agency.api.filters import IsoDateTimeFilter
 from agency.api.idempotency import idempotent
 from agency.models import Domain, Task
 from agency.services.payments import (
@@ -137,8 +138,8 @@ class TaskFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Task.Status.choices)
     domain = django_filters.CharFilter(field_name="domain__slug")
     client = django_filters.CharFilter(field_name="client__email", lookup_expr="iexact")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Task
@@ -157,9 +158,7 @@ class TaskListCreateApi(ListAPIView):
         super().initial(request, *args, **kwargs)
         # Before anything reads the body (the Idempotency-Key fingerprint would):
         # a body that cannot be accepted is refused unread.
-        if request.method == "POST" and int(request.META.get("CONTENT_LENGTH") or 0) > (
-            settings.TASK_INPUT_MAX_BYTES + 1024 * 1024
-        ):
+        if request.method == "POST" and _declared_length(request) > settings.TASK_INPUT_MAX_BYTES + 1024 * 1024:
             raise PayloadTooLarge()
 
     def get_queryset(self):
@@ -195,6 +194,13 @@ class TaskListCreateApi(ListAPIView):
         if checkout_url:
             body["checkout_url"] = checkout_url
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+def _declared_length(request: Request) -> int:
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    if not raw.isdecimal():
+        raise exceptions.ParseError("Content-Length must be a whole number of bytes.")
+    return int(raw)
 
 
 def _upload(data: dict):
