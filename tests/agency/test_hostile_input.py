@@ -213,7 +213,8 @@ def test_it_refuses_nul_characters_in_path_segments(operator, path):
 @pytest.mark.parametrize("char", ["\x01", "\x1b", "\x7f", "\u2028", "\ufffe"])
 def test_it_answers_other_control_characters_in_query_and_path_without_5xx(operator, char):
     assert operator.get(TASKS, {"client": char, "domain": char}).status_code == 200
-    assert operator.get(f"/api/v1/cycles/{char}").status_code == 200  # an unknown cycle is pending
+    _assert_json_error(operator.get(f"/api/v1/cycles/{char}"), 404, "not_found")
+    _assert_json_error(operator.get(f"/api/v1/traces/{char}"), 400)
     assert operator.get(f"/api/v1/escalations?reason={char}").status_code == 400
 
 
