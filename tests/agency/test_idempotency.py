@@ -82,7 +82,7 @@ def test_it_forgets_answers_past_their_replay_window(operator_client, settings):
     assert "Idempotent-Replayed" not in again.headers
 
 
-@pytest.mark.postgres
+@pytest.mark.server_db
 @pytest.mark.django_db(transaction=True)
 def test_it_creates_once_when_the_same_key_arrives_concurrently(issue_key):
     raw = issue_key(ApiKey.Scope.OPERATOR)
