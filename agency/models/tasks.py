@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower
 
+from agency.models.fields import ExactCharField
 from tracing.models import TraceStamped
 
 
@@ -145,7 +146,7 @@ class Task(TraceStamped):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, editable=False)
     payment = models.CharField(max_length=20, choices=Payment.choices)
     # NULL, not "", until a Checkout Session exists: NULLs never collide in the unique constraint.
-    stripe_session_id = models.CharField(max_length=255, null=True, blank=True, editable=False)  # noqa: DJ001
+    stripe_session_id = ExactCharField(max_length=255, null=True, blank=True, editable=False)
     # Sent to Stripe as the Idempotency-Key of the checkout: unique across databases and resets.
     checkout_key = models.UUIDField(default=uuid.uuid4, editable=False)
     needs_operator = models.BooleanField(default=False, help_text="Flagged for a person (e.g. a payment mismatch).")
@@ -233,7 +234,7 @@ class DeliveryLink(TraceStamped):
     """A client's expiring, count-limited link to a task's deliverables. Only its token's hash is kept."""
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="delivery_links")
-    token_hash = models.CharField(max_length=64, editable=False)
+    token_hash = ExactCharField(max_length=64, editable=False)
     expires_at = models.DateTimeField()
     max_downloads = models.PositiveSmallIntegerField(default=5)
     downloads = models.PositiveIntegerField(default=0, editable=False)
