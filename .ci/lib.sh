@@ -99,16 +99,14 @@ redis_up() {
 }
 
 # mariadb_up: MariaDB on 127.0.0.1:3306 (root, no password), started if installed and down.
-# No systemd here: the init script when there is one, else mysqld_safe in the background.
+# No systemd here, and Debian's init script waits on a ping that needs /etc/mysql/debian.cnf,
+# which such machines may lack: start the server as that script does, then wait for the port.
 mariadb_up() {
     port_open 3306 && return 0
-    command -v mariadbd >/dev/null 2>&1 || command -v mysqld >/dev/null 2>&1 || return 1
+    command -v mysqld_safe >/dev/null 2>&1 || return 1
     say "Starting MariaDB"
-    if [ -x /etc/init.d/mariadb ]; then
-        as_root /etc/init.d/mariadb start >/dev/null 2>&1 || true
-    elif command -v mysqld_safe >/dev/null 2>&1; then
-        (as_root mysqld_safe >/dev/null 2>&1 &)
-    fi
+    as_root install -d -m 755 -o mysql -g root /run/mysqld 2>/dev/null || true
+    (as_root mysqld_safe >/dev/null 2>&1 &)
     for _ in $(seq 1 30); do
         port_open 3306 && return 0
         sleep 1
