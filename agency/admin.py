@@ -111,9 +111,15 @@ class ChangedFieldsOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Client)
 class ClientAdmin(ChangedFieldsOnlyAdmin):
+    """Clients come from their first task (`client_for_email`), one per address whatever its case;
+    the address is not edited here, or it would part from the normalised one that identifies them."""
+
     list_display = ["email", "name", "completed_tasks", "spent_cents", "created_at"]
     search_fields = ["email", "name"]
-    readonly_fields = ["completed_tasks", "spent_cents", "created_at", "trace_id"]
+    readonly_fields = ["email", "completed_tasks", "spent_cents", "created_at", "trace_id"]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(Domain)

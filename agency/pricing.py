@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 
-from agency.models import Domain, Task
+from agency.models import Client, Domain, Task
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ def price(*, base_rate_cents: int, complexity: str, urgency: str, completed_task
 def completed_tasks_of(client_email: str | None) -> int:
     if not client_email:
         return 0
-    return Task.objects.filter(client__email__iexact=client_email, status=Task.Status.COMPLETED).count()
+    normalized = Client.normalize_email(client_email)
+    return Task.objects.filter(client__email_normalized=normalized, status=Task.Status.COMPLETED).count()
 
 
 def quote(*, domain: Domain, complexity: str, urgency: str, client_email: str | None = None) -> Quote:

@@ -175,6 +175,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    for option, value in {
+        # Four-byte UTF-8: names and task titles may hold emoji.
+        "charset": "utf8mb4",
+        # Strict: a value that does not fit is an error, never silently cut or zeroed.
+        "init_command": "SET sql_mode='STRICT_TRANS_TABLES'",
+        # What Django expects (and PostgreSQL does): each statement reads what was committed
+        # before it, where InnoDB's default REPEATABLE READ would have a compare-and-set
+        # re-read its transaction's first snapshot.
+        "isolation_level": "read committed",
+        "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1),
+    }.items():
+        DATABASES["default"]["OPTIONS"].setdefault(option, value)
+    # The test database gets the server's default collation for utf8mb4 (case-insensitive,
+    # as in production); columns that must compare case-sensitively say so (agency.models.fields).
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4"}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})
     # WAL and a busy timeout let the demo's eager tasks, the dev server and a

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from agency.models import Task
+from agency.models.fields import ExactCharField
 from tracing.models import TraceStamped
 
 
@@ -56,8 +57,8 @@ class Escalation(TraceStamped):
     reason = models.CharField(max_length=30, choices=Reason.choices)
     severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.NORMAL)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN, editable=False)
-    idempotency_key = models.CharField(max_length=100, editable=False)
-    live_key = models.CharField(max_length=30, null=True, blank=True, editable=False)  # noqa: DJ001 (NULL = resolved)
+    idempotency_key = ExactCharField(max_length=100, editable=False)
+    live_key = ExactCharField(max_length=30, null=True, blank=True, editable=False)  # NULL = resolved
     assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     detail = models.TextField(blank=True)
     context = models.JSONField(default=dict, blank=True, help_text="Error, attempts, trace id at the time.")
@@ -243,7 +244,7 @@ class Notification(TraceStamped):
     channel = models.ForeignKey(NotificationChannel, on_delete=models.PROTECT, related_name="notifications")
     escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="notifications")
     event = models.CharField(max_length=20, choices=Event.choices)
-    dedup_key = models.CharField(max_length=150)
+    dedup_key = ExactCharField(max_length=150)
     payload = models.JSONField(default=dict)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)

@@ -6,9 +6,8 @@ sends them after commit, from beat, the `relay_notifications` command or a
 kick after commit, in any number of processes at once:
 
 - A claim is one UPDATE that sets a fresh `claim_token` on due rows and
-  re-checks "due" itself, so two relays never both own a row, with or without
-  row locks (`skip_locked` only keeps PostgreSQL relays from waiting on each
-  other). Sending happens outside any transaction and lock.
+  re-checks "due" itself, so two relays never both own a row; no row locks
+  are involved. Sending happens outside any transaction and lock.
 - Finishing a row is a compare-and-set on its claim token: a relay that
   outlived its lease cannot overwrite the work of the relay that took over.
 - A row waits while an earlier row for the same channel and escalation is
@@ -133,8 +132,20 @@ def outbox_due_count(*, now: datetime) -> int:
     return Notification.objects.filter(_due(now)).count()
 
 
+# Rounds a claim reads again after other relays took every row it read.
+CLAIM_ROUNDS = 5
+
+
 def outbox_claim(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[Notification]]:
-    """Claim up to `limit` due rows for this relay; returns the claim token and the rows."""
+    """Claim up to `limit` due rows for this relay; returns the claim token and the rows.
+
+    The oldest due rows are read without locks, then one UPDATE takes those
+    that are still due. No `select_for_update(skip_locked=True)`: InnoDB locks
+    every row a sorted locking read looks at, not only those it returns, so a
+    second MariaDB relay would find all rows locked and stop while the first
+    one claims. Rows another relay took between our read and our UPDATE are
+    simply not ours; the next round reads past them.
+    """
     token = uuid.uuid4()
     earlier_unsent = Notification.objects.filter(
         channel=OuterRef("channel"),
@@ -142,25 +153,22 @@ def outbox_claim(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[Notifica
         pk__lt=OuterRef("pk"),
         status__in=[Status.PENDING, Status.SENDING],
     )
-    with transaction.atomic():
-        candidates = (
-            Notification.objects.select_for_update(skip_locked=True)
-            .filter(_due(now))
-            .exclude(Exists(earlier_unsent))
-            .order_by("next_attempt_at", "pk")
-            .values_list("pk", flat=True)[:limit]
-        )
-        ids = list(candidates)
+    candidates = Notification.objects.filter(_due(now)).exclude(Exists(earlier_unsent))
+    candidates = candidates.order_by("next_attempt_at", "pk")
+    for _ in range(CLAIM_ROUNDS):
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
         if not ids:
             return token, []
-        Notification.objects.filter(_due(now), pk__in=ids).update(
+        claimed = Notification.objects.filter(_due(now), pk__in=ids).update(
             status=Status.SENDING,
             claim_token=token,
             claimed_until=now + timedelta(seconds=settings.NOTIFY_CLAIM_SECONDS),
             attempts=F("attempts") + 1,
         )
-    rows = Notification.objects.filter(pk__in=ids, claim_token=token).select_related("channel").order_by("pk")
-    return token, list(rows)
+        if claimed:
+            rows = Notification.objects.filter(pk__in=ids, claim_token=token).select_related("channel").order_by("pk")
+            return token, list(rows)
+    return token, []
 
 
 def backoff_seconds(attempts: int) -> float:

@@ -77,6 +77,11 @@ def escalation_open(
     if reason not in R.values:
         raise ValueError(f"Unknown escalation reason {reason!r}")
     with transaction.atomic():
+        # Openers of one task take turns on its row. Without it InnoDB deadlocks them: each waiting
+        # opener holds a shared lock on the task row (the foreign-key check of its insert), which
+        # the first opener's UPDATE of the task must wait for. PostgreSQL's key-share lock would not
+        # conflict, and SQLite runs one writer at a time anyway.
+        Task.objects.select_for_update().filter(pk=task.pk).values_list("pk", flat=True).get()
         episode = Escalation.objects.filter(task=task, reason=reason).count() + 1
         try:
             with transaction.atomic():

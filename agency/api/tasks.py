@@ -15,7 +15,7 @@ from agency import pricing
 from agency.api.auth import actor_of
 from agency.api.filters import IsoDateTimeFilter
 from agency.api.idempotency import idempotent
-from agency.models import Domain, Task
+from agency.models import Client, Domain, Task
 from agency.services.payments import (
     InvalidSignature,
     PaymentProviderUnavailable,
@@ -137,13 +137,16 @@ class TaskIn(serializers.Serializer):
 class TaskFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Task.Status.choices)
     domain = django_filters.CharFilter(field_name="domain__slug")
-    client = django_filters.CharFilter(field_name="client__email", lookup_expr="iexact")
+    client = django_filters.CharFilter(method="filter_client", label="Client e-mail (any case)")
     created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Task
         fields = ["status", "domain", "client", "created_after", "created_before"]
+
+    def filter_client(self, queryset, name, value):
+        return queryset.filter(client__email_normalized=Client.normalize_email(value))
 
 
 class TaskListCreateApi(ListAPIView):

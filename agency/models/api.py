@@ -5,6 +5,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
+from agency.models.fields import ExactCharField
 from tracing.models import TraceStamped
 
 
@@ -25,8 +26,8 @@ class ApiKey(TraceStamped):
     SCOPE_ORDER = (Scope.READ, Scope.WRITE, Scope.OPERATOR)
 
     name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=16, help_text="The key's public start, to recognise it.")
-    key_hash = models.CharField(max_length=64, editable=False)
+    prefix = ExactCharField(max_length=16, help_text="The key's public start, to recognise it.")
+    key_hash = ExactCharField(max_length=64, editable=False)
     scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.READ)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -61,8 +62,8 @@ class IdempotencyRecord(TraceStamped):
     stays empty until the answer is stored.
     """
 
-    principal = models.CharField(max_length=64, help_text="Who sent it: key:<id> or user:<id>.")
-    key = models.CharField(max_length=255)
+    principal = ExactCharField(max_length=64, help_text="Who sent it: key:<id> or user:<id>.")
+    key = ExactCharField(max_length=255)
     fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and body.")
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)

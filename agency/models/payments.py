@@ -3,6 +3,7 @@
 from django.db import models
 from django.db.models import Q
 
+from agency.models.fields import ExactCharField
 from agency.models.tasks import Task
 from tracing.models import TraceStamped
 
@@ -18,7 +19,7 @@ class StripeEvent(TraceStamped):
 
     Outcome = StripeEventOutcome
 
-    event_id = models.CharField(max_length=255)
+    event_id = ExactCharField(max_length=255)
     type = models.CharField(max_length=100)
     task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="stripe_events")
     outcome = models.CharField(max_length=20, choices=Outcome.choices)

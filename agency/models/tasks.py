@@ -6,8 +6,8 @@ import uuid
 from django.core.files.storage import storages
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Lower
 
+from agency.models.fields import ExactCharField
 from tracing.models import TraceStamped
 
 
@@ -38,9 +38,17 @@ def deliverable_upload_to(instance, filename: str) -> str:
 
 
 class Client(TraceStamped):
-    """Someone who pays for tasks. One row per e-mail address, whatever its case."""
+    """Someone who pays for tasks. One row per e-mail address, whatever its case.
+
+    `email` is the address as the client first typed it; `email_normalized`
+    (`normalize_email`, set by `agency.services.tasks.client_for_email`) is
+    what makes two addresses one client. It has a column of its own so that a
+    plain unique constraint holds on every database: MariaDB cannot index
+    `Lower("email")`, and Django leaves such a constraint out there silently.
+    """
 
     email = models.EmailField(max_length=254)
+    email_normalized = ExactCharField(max_length=254, editable=False)
     name = models.CharField(max_length=200, blank=True)
     preferences = models.JSONField(default=dict, blank=True, help_text="Learned from review feedback.")
     completed_tasks = models.PositiveIntegerField(default=0, editable=False)
@@ -48,11 +56,17 @@ class Client(TraceStamped):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(Lower("email"), name="agency_client_unique_email_ci"),
+            models.UniqueConstraint(fields=["email_normalized"], name="agency_client_unique_email_normalized"),
+            models.CheckConstraint(condition=~Q(email_normalized=""), name="agency_client_email_normalized_set"),
         ]
 
     def __str__(self) -> str:
         return self.email
+
+    @staticmethod
+    def normalize_email(email: str) -> str:
+        """The form two addresses share when they belong to one client: trimmed and lower-cased."""
+        return email.strip().lower()
 
 
 class Domain(models.Model):
@@ -145,7 +159,7 @@ class Task(TraceStamped):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, editable=False)
     payment = models.CharField(max_length=20, choices=Payment.choices)
     # NULL, not "", until a Checkout Session exists: NULLs never collide in the unique constraint.
-    stripe_session_id = models.CharField(max_length=255, null=True, blank=True, editable=False)  # noqa: DJ001
+    stripe_session_id = ExactCharField(max_length=255, null=True, blank=True, editable=False)
     # Sent to Stripe as the Idempotency-Key of the checkout: unique across databases and resets.
     checkout_key = models.UUIDField(default=uuid.uuid4, editable=False)
     needs_operator = models.BooleanField(default=False, help_text="Flagged for a person (e.g. a payment mismatch).")
@@ -233,7 +247,7 @@ class DeliveryLink(TraceStamped):
     """A client's expiring, count-limited link to a task's deliverables. Only its token's hash is kept."""
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="delivery_links")
-    token_hash = models.CharField(max_length=64, editable=False)
+    token_hash = ExactCharField(max_length=64, editable=False)
     expires_at = models.DateTimeField()
     max_downloads = models.PositiveSmallIntegerField(default=5)
     downloads = models.PositiveIntegerField(default=0, editable=False)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import structlog
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, TextField, Value, When
-from django.db.models.functions import Concat, Lower
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from agency import pricing
@@ -91,14 +91,14 @@ def _hand_to_pipeline(task_id: int) -> None:
 
 def client_for_email(*, email: str, name: str = "") -> Client:
     """The client with this e-mail address (any case), created on first sight."""
-    # Compared with Lower(), exactly as the unique constraint compares them.
-    same_email = Client.objects.annotate(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
+    normalized = Client.normalize_email(email)
+    same_email = Client.objects.filter(email_normalized=normalized)
     existing = same_email.first()
     if existing is not None:
         return existing
     try:
         with transaction.atomic():
-            return Client.objects.create(email=email, name=name)
+            return Client.objects.create(email=email.strip(), email_normalized=normalized, name=name)
     except IntegrityError:  # created concurrently: the constraint is the guarantee
         return same_email.get()
 

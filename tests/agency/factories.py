@@ -8,6 +8,7 @@ class ClientFactory(factory.django.DjangoModelFactory):
         model = Client
 
     email = factory.Sequence(lambda n: f"client{n}@example.com")
+    email_normalized = factory.LazyAttribute(lambda client: Client.normalize_email(client.email))
     name = factory.Faker("name")
 
 

@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from agency.models import DeliveryLink, Domain, IdempotencyRecord, StripeEvent, TaskEvent
 from agency.services.api_keys import api_key_create
-from tests.agency.factories import TaskFactory
+from tests.agency.factories import ClientFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -81,3 +81,15 @@ def test_it_does_not_let_an_operator_edit_a_status_by_hand(admin_client):
     )  # fmt: skip
     task.refresh_from_db()
     assert task.title == "Renamed" and task.status == "pending"
+
+
+def test_it_keeps_a_clients_address_out_of_the_operators_hands(admin_client):
+    client = ClientFactory(email="ann@example.com")
+    assert admin_client.get("/admin/agency/client/add/").status_code == 403
+    page = admin_client.get(f"/admin/agency/client/{client.pk}/change/").content.decode()
+    assert 'name="email"' not in page
+    admin_client.post(
+        f"/admin/agency/client/{client.pk}/change/", {"email": "bob@example.com", "name": "Ann", "preferences": "{}"}
+    )
+    client.refresh_from_db()
+    assert (client.name, client.email, client.email_normalized) == ("Ann", "ann@example.com", "ann@example.com")

@@ -127,7 +127,7 @@ def test_it_never_shows_the_token_in_the_api_or_admin(operator_client, admin_cli
     assert issued.token not in page and issued.link.token_hash not in page
 
 
-@pytest.mark.postgres
+@pytest.mark.server_db
 @pytest.mark.django_db(transaction=True)
 def test_it_respects_the_download_limit_exactly_under_concurrency(settings):
     settings.DELIVERY_MAX_DOWNLOADS = 5

@@ -49,6 +49,15 @@ def test_it_keeps_keys_of_different_callers_apart(issue_key):
 
 
 @pytest.mark.django_db
+def test_it_keeps_keys_that_differ_only_in_case_apart(operator_client):
+    first = operator_client.post(URL, HTTP_IDEMPOTENCY_KEY="Order-7")
+    second = operator_client.post(URL, HTTP_IDEMPOTENCY_KEY="order-7")
+    assert first.json()["task_id"] != second.json()["task_id"]
+    assert "Idempotent-Replayed" not in second.headers
+    assert IdempotencyRecord.objects.count() == 2
+
+
+@pytest.mark.django_db
 def test_it_refuses_an_overlong_key(operator_client):
     response = operator_client.post(URL, HTTP_IDEMPOTENCY_KEY="x" * 256)
     assert response.status_code == 400
@@ -82,7 +91,7 @@ def test_it_forgets_answers_past_their_replay_window(operator_client, settings):
     assert "Idempotent-Replayed" not in again.headers
 
 
-@pytest.mark.postgres
+@pytest.mark.server_db
 @pytest.mark.django_db(transaction=True)
 def test_it_creates_once_when_the_same_key_arrives_concurrently(issue_key):
     raw = issue_key(ApiKey.Scope.OPERATOR)

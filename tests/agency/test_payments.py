@@ -231,7 +231,7 @@ def test_it_flags_an_event_for_another_session(client, fake_stripe, pending):
     assert pending.status == "pending"
 
 
-@pytest.mark.postgres
+@pytest.mark.server_db
 @pytest.mark.django_db(transaction=True)
 def test_it_processes_ten_parallel_copies_of_one_event_once(fake_stripe):
     from django.test import Client

@@ -81,7 +81,7 @@ def _race(task_id: int, targets: tuple[str, str]) -> list[tuple[str, str]]:
     return run_at_once(len(targets), move)
 
 
-@pytest.mark.postgres
+@pytest.mark.server_db
 @pytest.mark.django_db(transaction=True)
 def test_it_lets_exactly_one_of_two_concurrent_conflicting_transitions_win():
     for _ in range(10):  # several rounds: a race that only sometimes overlaps proves little

@@ -197,9 +197,18 @@ def test_it_keeps_one_client_per_email_whatever_the_case():
 
     from agency.models import Client
 
-    Client.objects.create(email="Same@Example.com")
+    Client.objects.create(email="Same@Example.com", email_normalized=Client.normalize_email("Same@Example.com"))
     with pytest.raises(IntegrityError), transaction.atomic():
-        Client.objects.create(email="same@example.COM")
+        Client.objects.create(email="same@example.COM", email_normalized=Client.normalize_email("same@example.COM"))
+
+
+def test_it_refuses_a_client_without_its_normalized_address():
+    from django.db import IntegrityError, transaction
+
+    from agency.models import Client
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Client.objects.create(email="someone@example.com")
 
 
 @pytest.mark.parametrize(

@@ -220,7 +220,7 @@ def test_a_row_held_by_a_relay_that_died_is_taken_over_after_its_lease_and_sent_
     assert (row.status, row.attempts, len(server.requests)) == ("sent", 2, 1)
 
 
-@pytest.mark.postgres
+@pytest.mark.server_db
 @pytest.mark.django_db(transaction=True)
 def test_a_row_being_sent_late_in_a_long_batch_is_not_taken_over_by_another_relay(signed, settings):
     """The claim is renewed right before each send: a second relay that comes along after the
@@ -264,7 +264,7 @@ def test_the_command_relays_due_rows_and_reports_what_happened(signed):
     assert len(set(deliveries(server))) == len(server.requests) == 3
 
 
-@pytest.mark.postgres
+@pytest.mark.server_db
 @pytest.mark.django_db(transaction=True)
 def test_two_relays_at_once_send_each_of_200_rows_exactly_once(signed, settings):
     settings.NOTIFY_BATCH_SIZE = 1  # a claim per row: the relays contend on every row (a naive claim double-sends here)

@@ -86,6 +86,11 @@ def refuse_inserts():
                     f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
                     "FOR EACH ROW EXECUTE FUNCTION refuse_insert()"
                 )
+            elif connection.vendor == "mysql":
+                cursor.execute(
+                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                    "FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'"
+                )
             else:
                 cursor.execute(
                     f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'injected'); END"
@@ -166,7 +171,7 @@ def test_it_refuses_to_resolve_twice():
     assert refused.value.existing_id == escalation.pk
 
 
-@pytest.mark.postgres
+@pytest.mark.server_db
 @pytest.mark.django_db(transaction=True)
 def test_it_opens_one_escalation_with_one_outbox_row_per_channel_for_twenty_concurrent_callers(settings):
     task = TaskFactory(status="processing")

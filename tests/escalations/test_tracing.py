@@ -1,7 +1,7 @@
 """The relay continues the escalation's trace; secret URLs never reach the exported spans (docs/tracing.md).
 
 Runs `relay_notifications` in another process exporting to a local OTLP
-collector, so it needs the PostgreSQL pass (a shared database).
+collector, so it needs a database server (a shared database).
 """
 
 import subprocess
@@ -18,7 +18,7 @@ from tests.tracing.http_server import RecordingServer
 from tests.tracing.test_export import ROOT, _clean_env, _exported_spans
 from tracing.context import trace_started
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.server_db, pytest.mark.django_db(transaction=True)]
 
 SECRET_PATH = "/services/T0000/B0000/s3cr3t-webhook-token"
 

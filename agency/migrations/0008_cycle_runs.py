@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agency', '0004_private_files_and_checkout_key'),
+        ('agency', '0007_client_unique_email_normalized'),
     ]
 
     operations = [

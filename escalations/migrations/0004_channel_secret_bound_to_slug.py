@@ -31,7 +31,7 @@ def slugs_from_secrets(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("escalations", "0002_notifications")]
+    dependencies = [("escalations", "0003_exact_keys")]
 
     operations = [
         migrations.AddField(
