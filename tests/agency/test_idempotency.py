@@ -52,7 +52,7 @@ def test_it_keeps_keys_of_different_callers_apart(issue_key):
 def test_it_keeps_keys_that_differ_only_in_case_apart(operator_client):
     first = operator_client.post(URL, HTTP_IDEMPOTENCY_KEY="Order-7")
     second = operator_client.post(URL, HTTP_IDEMPOTENCY_KEY="order-7")
-    assert first.json()["task_id"] != second.json()["task_id"]
+    assert first.json()["id"] != second.json()["id"]
     assert "Idempotent-Replayed" not in second.headers
     assert IdempotencyRecord.objects.count() == 2
 
@@ -102,8 +102,8 @@ def test_it_creates_once_when_the_same_key_arrives_concurrently(issue_key):
 
     answers = run_at_once(8, send)
     assert len(answers) == 8
-    created = {body["task_id"] for status, body in answers if status == 202}
-    assert len(created) == 1  # replays carry the same task id
+    created = {body["id"] for status, body in answers if status == 202}
+    assert len(created) == 1  # replays carry the same cycle id
     others = [body["code"] for status, body in answers if status != 202]
     assert all(code == "idempotency_in_progress" for code in others)
     assert IdempotencyRecord.objects.filter(key="race").count() == 1

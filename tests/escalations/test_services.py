@@ -176,7 +176,7 @@ def test_it_refuses_to_resolve_twice():
 def test_it_opens_one_escalation_with_one_outbox_row_per_channel_for_twenty_concurrent_callers(settings):
     task = TaskFactory(status="processing")
     # Nobody listens there: rows stay pending after the eager relay's failed tries, and are counted.
-    channels = [ChannelFactory(kind="webhook", target="http://127.0.0.1:9/", slug="nobody") for _ in range(3)]
+    channels = [ChannelFactory(kind="webhook", target="http://127.0.0.1:9/") for _ in range(3)]
 
     def open_one(i):
         escalation, _ = escalation_open(task=Task.objects.get(pk=task.pk), reason="attempts_exhausted", actor=f"w{i}")
