@@ -23,6 +23,7 @@ from django.utils.module_loading import import_string
 from opentelemetry import trace
 
 from agency.models import CycleRun, IdempotencyRecord
+from agency.services.payments import checkout_abandoned_cancel
 
 logger = structlog.get_logger(__name__)
 
@@ -127,7 +128,8 @@ def _ms_since(started: float) -> int:
 
 
 def housekeeping() -> dict:
-    """Forget stored Idempotency-Key answers older than their replay window."""
+    """Forget stored Idempotency-Key answers older than their replay window; cancel card-paid tasks
+    whose checkout was never opened (their creating process died)."""
     cutoff = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
-    return {"idempotency_records_purged": deleted}
+    return {"idempotency_records_purged": deleted, "abandoned_checkouts_cancelled": checkout_abandoned_cancel()}

@@ -394,6 +394,9 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_WEBHOOK_SECRETS = [s.strip() for s in env.list("STRIPE_WEBHOOK_SECRETS", default=[]) if s.strip()]
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
+# A card-paid task waits this long for its Checkout Session before housekeeping cancels it (the
+# process that created it died before Stripe answered).
+CHECKOUT_OPEN_TIMEOUT_SECONDS = env_int("CHECKOUT_OPEN_TIMEOUT_SECONDS", 900, minimum=60)
 STRIPE_SUCCESS_URL = env.str(
     "STRIPE_SUCCESS_URL", default="http://127.0.0.1:8000/paid?session_id={CHECKOUT_SESSION_ID}"
 )

@@ -12,6 +12,11 @@ claim: a crash leaves neither (the claim can be taken over after
 first request is merely slow waits for it and then finds the answer. Side
 effects queued with `transaction.on_commit` (Celery tasks) go out only once
 the answer is stored. An answer ≥ 500 or an exception frees the key.
+
+A view that must call another service between its own transactions (task
+creation paying through Stripe) uses `@idempotent(atomic=False)`: no
+transaction around it, the answer stored after it by compare-and-set, and
+its work named by the claim's `work_key` so that a takeover resumes it.
 """
 
 import functools
@@ -19,6 +24,7 @@ import hashlib
 import json
 from datetime import timedelta
 
+import structlog
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
@@ -30,6 +36,8 @@ from rest_framework.response import Response
 from agency.api.auth import principal_of
 from agency.api.errors import Conflict
 from agency.models import IdempotencyRecord
+
+logger = structlog.get_logger(__name__)
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -85,9 +93,12 @@ def idempotency_claim(*, principal: str, key: str, fingerprint: str) -> tuple[Id
     raise Conflict(f"{HEADER} {key!r} is contended; retry.", code="idempotency_in_progress")
 
 
-def idempotency_complete(*, record: IdempotencyRecord, response: Response) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        status_code=response.status_code, response_body=response.data, completed_at=timezone.now()
+def idempotency_complete(*, record: IdempotencyRecord, response: Response) -> bool:
+    """Store the answer, unless another request took the claim over or answered (compare-and-set)."""
+    return bool(
+        IdempotencyRecord.objects.filter(pk=record.pk, status_code__isnull=True, created_at=record.created_at).update(
+            status_code=response.status_code, response_body=response.data, completed_at=timezone.now()
+        )
     )
 
 
@@ -102,16 +113,28 @@ class _Discarded(Exception):
         self.response = response
 
 
-def idempotent(method):
+def idempotent(method=None, *, atomic: bool = True):
     """Decorate an APIView's `post` to honour the `Idempotency-Key` header.
 
-    The decorated method runs inside a transaction, so it must not open a
-    `durable` one itself.
+    `atomic` (the default): the method and the stored answer commit together in
+    one transaction, so the method must not open a `durable` one itself, nor
+    call anything slow (no HTTP) since it holds the claim's row lock.
+
+    `atomic=False`, for methods that must call out between their own
+    transactions (a payment provider): the method runs outside any
+    transaction and the answer is stored afterwards with a compare-and-set.
+    If the process dies in between, the claim is taken over after
+    `IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS` and the method runs again; it finds
+    its earlier work by `request.idempotency_work_key` (the same on takeover,
+    new after a 5xx released the key) and must resume it instead of doing it twice.
     """
+    if method is None:
+        return functools.partial(idempotent, atomic=atomic)
 
     @functools.wraps(method)
     def wrapper(view, request: Request, *args, **kwargs):
         key = request.headers.get(HEADER)
+        request.idempotency_work_key = None
         if key is None:
             return method(view, request, *args, **kwargs)
         key = key.strip()
@@ -123,13 +146,10 @@ def idempotent(method):
         record, replay = idempotency_claim(principal=principal, key=key, fingerprint=request_fingerprint(request))
         if replay:
             return Response(record.response_body, status=record.status_code, headers={"Idempotent-Replayed": "true"})
+        request.idempotency_work_key = record.work_key
+        run = _run_atomic if atomic else _run_then_store
         try:
-            with transaction.atomic():
-                IdempotencyRecord.objects.select_for_update().only("pk").get(pk=record.pk)
-                response = method(view, request, *args, **kwargs)
-                if response.status_code >= 500:
-                    raise _Discarded(response)
-                idempotency_complete(record=record, response=response)
+            response = run(record, lambda: method(view, request, *args, **kwargs))
         except _Discarded as discarded:
             idempotency_release(record=record)
             return discarded.response
@@ -139,3 +159,24 @@ def idempotent(method):
         return response
 
     return wrapper
+
+
+def _run_atomic(record: IdempotencyRecord, work) -> Response:
+    with transaction.atomic():
+        IdempotencyRecord.objects.select_for_update().only("pk").get(pk=record.pk)
+        response = work()
+        if response.status_code >= 500:
+            raise _Discarded(response)
+        idempotency_complete(record=record, response=response)
+    return response
+
+
+def _run_then_store(record: IdempotencyRecord, work) -> Response:
+    response = work()
+    if response.status_code >= 500:
+        raise _Discarded(response)
+    if not idempotency_complete(record=record, response=response):
+        # Our claim was taken over meanwhile (we outlived the claim timeout): the work was
+        # resumed by its work key, and the other request stores the answer.
+        logger.warning("idempotency_answer_after_takeover", key=record.key, principal=record.principal)
+    return response

@@ -172,7 +172,7 @@ class TaskListCreateApi(ListAPIView):
         responses={201: TaskCreatedOut},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
     )
-    @idempotent
+    @idempotent(atomic=False)  # a card payment calls Stripe between the task's transactions
     def post(self, request: Request) -> Response:
         params = TaskIn(data=request.data)
         params.is_valid(raise_exception=True)
@@ -188,7 +188,9 @@ class TaskListCreateApi(ListAPIView):
             upload=_upload(data),
         )
         try:
-            task, checkout_url = task_create(order=order, payment=data["payment"], actor=actor_of(request))
+            task, checkout_url = task_create(
+                order=order, payment=data["payment"], actor=actor_of(request), work_key=request.idempotency_work_key
+            )
         except PaymentsNotConfigured:
             raise PaymentsUnavailable() from None
         except PaymentProviderUnavailable:

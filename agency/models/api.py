@@ -1,5 +1,7 @@
 """API credentials and idempotent requests."""
 
+import uuid
+
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -65,6 +67,11 @@ class IdempotencyRecord(TraceStamped):
     principal = ExactCharField(max_length=64, help_text="Who sent it: key:<id> or user:<id>.")
     key = ExactCharField(max_length=255)
     fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and body.")
+    work_key = models.UUIDField(
+        default=uuid.uuid4,
+        editable=False,
+        help_text="Names the work of this claim: kept when a stale claim is taken over, new after a release.",
+    )
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     completed_at = models.DateTimeField(null=True, blank=True)

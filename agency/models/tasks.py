@@ -176,6 +176,8 @@ class Task(TraceStamped):
             models.Index(fields=["client", "status"], name="agency_task_client_status"),
         ]
         constraints = [
+            # A retried creation (same Idempotency-Key) finds its task by this key instead of making another.
+            models.UniqueConstraint(fields=["checkout_key"], name="agency_task_unique_checkout_key"),
             models.CheckConstraint(condition=_known("status", TaskStatus), name="agency_task_known_status"),
             models.CheckConstraint(condition=_known("source", TaskSource), name="agency_task_known_source"),
             models.CheckConstraint(condition=_known("complexity", TaskComplexity), name="agency_task_known_complexity"),

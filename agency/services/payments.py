@@ -8,14 +8,17 @@ the task has moved on is recorded and ignored.
 
 import json
 import time
+from datetime import timedelta
 
 import stripe
 import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from agency.models import StripeEvent, Task, TaskEvent
-from agency.services.tasks import task_flag, task_transition
+from agency.models.tasks import private_storage
+from agency.services.tasks import InvalidTransition, task_flag, task_transition
 
 logger = structlog.get_logger(__name__)
 
@@ -55,6 +58,49 @@ def stripe_client() -> stripe.StripeClient:
     return _clients[config]
 
 
+def checkout_open(*, task: Task, actor: str) -> str | None:
+    """The URL to pay a committed `stripe` task at, asked of Stripe outside any transaction.
+
+    A resumed task (the same creation retried) gets the same session back: the
+    request carries the task's idempotency key. When Stripe fails, the task is
+    cancelled by compare-and-set and its input removed, then the error is
+    raised. A task no longer pending has nothing to pay (None).
+    """
+    if task.status != Task.Status.PENDING:
+        return None
+    try:
+        return checkout_start(task=task)
+    except PaymentProviderUnavailable:
+        _checkout_abandon(task=task, actor=actor, reason="the checkout could not be opened: Stripe is unavailable")
+        raise
+
+
+def _checkout_abandon(*, task: Task, actor: str, reason: str) -> None:
+    try:
+        task_transition(task=task, to=Task.Status.CANCELLED, actor=actor, reason=reason)
+    except InvalidTransition:
+        return  # paid or cancelled meanwhile: nothing to undo
+    if task.input_file:
+        name = task.input_file.name
+        Task.objects.filter(pk=task.pk).update(input_file="")
+        private_storage().delete(name)
+
+
+def checkout_abandoned_cancel(*, now=None) -> int:
+    """Cancel `stripe` tasks left pending without a session (a process died between committing the task
+    and hearing back from Stripe), once `CHECKOUT_OPEN_TIMEOUT_SECONDS` have passed. Returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.CHECKOUT_OPEN_TIMEOUT_SECONDS)
+    stale = Task.objects.filter(
+        status=Task.Status.PENDING, payment=Task.Payment.STRIPE, stripe_session_id__isnull=True, created_at__lt=cutoff
+    )
+    cancelled = 0
+    for task in stale[:500]:
+        before = task.status
+        _checkout_abandon(task=task, actor="housekeeping", reason="no checkout was opened for it")
+        cancelled += before != task.status
+    return cancelled
+
+
 def checkout_start(*, task: Task) -> str:
     """Open a Checkout Session for a pending task and remember its id; returns the URL to pay at."""
     client = stripe_client()
@@ -84,7 +130,9 @@ def checkout_start(*, task: Task) -> str:
     except stripe.StripeError as exc:
         logger.error("stripe_checkout_failed", task_id=task.pk, error=f"{type(exc).__name__}: {exc}")
         raise PaymentProviderUnavailable(str(exc)) from exc
-    Task.objects.filter(pk=task.pk).update(stripe_session_id=session.id)
+    # Compare-and-set: only a task still waiting for its payment takes the session.
+    if not Task.objects.filter(pk=task.pk, status=Task.Status.PENDING).update(stripe_session_id=session.id):
+        logger.warning("stripe_session_for_a_task_no_longer_pending", task_id=task.pk, session_id=session.id)
     task.stripe_session_id = session.id
     return session.url
 

@@ -1,5 +1,6 @@
 """Tasks: creation, the state machine every writer goes through, cancellation."""
 
+import uuid
 from dataclasses import dataclass
 
 import structlog
@@ -117,29 +118,61 @@ class TaskOrder:
     upload: ValidatedUpload | None = None
 
 
-def task_create(*, order: TaskOrder, payment: str, actor: str) -> tuple[Task, str | None]:
-    """Create a priced task in `pending` (with its creation event). Returns it and, for
-    `stripe`, the Checkout URL to pay at; prepaid tasks become `paid` at once.
+def task_create(
+    *, order: TaskOrder, payment: str, actor: str, work_key: uuid.UUID | None = None
+) -> tuple[Task, str | None]:
+    """Create a priced task (with its creation event). Returns it and, for `stripe`, the
+    Checkout URL to pay at; prepaid tasks become `paid` at once.
 
     The price is the quote for this client at this moment: the discount quoted
-    is the discount charged. The Checkout Session is opened inside the
-    transaction, so when Stripe fails nothing is kept: no orphan pending task.
+    is the discount charged. A `stripe` task is the claim of the outbox's shape:
+    committed in `pending` first, then Stripe is called outside any transaction,
+    then the session is recorded by compare-and-set. When Stripe fails the task
+    is cancelled (and its input removed): no pending orphan, and no writer ever
+    waited on Stripe. `work_key` (the caller's Idempotency-Key claim) names the
+    task, so a creation retried after a crash resumes the same task.
     """
     if payment not in (Task.Payment.PREPAID, Task.Payment.STRIPE):
         raise ValueError(f"Unknown payment mode {payment!r}")
+    from agency.services.payments import checkout_open, stripe_client
+
+    if payment == Task.Payment.STRIPE:
+        stripe_client()  # PaymentsNotConfigured before anything is written
     quote = pricing.quote(
         domain=order.domain, complexity=order.complexity, urgency=order.urgency, client_email=order.client_email
     )
     try:
-        return _task_create(order=order, payment=payment, actor=actor, quote=quote)
+        task, created = _task_insert(order=order, payment=payment, actor=actor, quote=quote, work_key=work_key)
     except BaseException:
-        if order.upload is not None and order.upload.stored_name:
-            # The rows rolled back; the stored file must go too.
-            private_storage().delete(order.upload.stored_name)
+        _input_discard(order.upload)  # the rows rolled back; the stored file must go too
         raise
+    if not created:
+        _input_discard(order.upload)  # the resumed task keeps the input it was created with
+    if payment == Task.Payment.PREPAID:
+        return task, None
+    return task, checkout_open(task=task, actor=actor)
 
 
-def _task_create(*, order: TaskOrder, payment: str, actor: str, quote) -> tuple[Task, str | None]:
+def _input_discard(upload: ValidatedUpload | None) -> None:
+    if upload is not None and upload.stored_name:
+        private_storage().delete(upload.stored_name)
+
+
+def _task_insert(*, order: TaskOrder, payment: str, actor: str, quote, work_key: uuid.UUID | None) -> tuple[Task, bool]:
+    """The new task, committed (prepaid ones already paid); or the one `work_key` created before."""
+    if work_key is not None:
+        existing = Task.objects.filter(checkout_key=work_key).first()
+        if existing is not None:
+            return existing, False
+    try:
+        return _task_insert_new(order=order, payment=payment, actor=actor, quote=quote, work_key=work_key), True
+    except IntegrityError:
+        if work_key is None or not Task.objects.filter(checkout_key=work_key).exists():
+            raise
+        return Task.objects.get(checkout_key=work_key), False  # the same creation, resumed concurrently
+
+
+def _task_insert_new(*, order: TaskOrder, payment: str, actor: str, quote, work_key: uuid.UUID | None) -> Task:
     with transaction.atomic():
         task = Task(
             client=client_for_email(email=order.client_email, name=order.client_name),
@@ -154,6 +187,7 @@ def _task_create(*, order: TaskOrder, payment: str, actor: str, quote) -> tuple[
             currency=quote.currency,
             is_high_value=quote.is_high_value,
             payment=payment,
+            checkout_key=work_key or uuid.uuid4(),
         )
         if order.upload is not None:
             order.upload.attach_to(task)
@@ -161,10 +195,7 @@ def _task_create(*, order: TaskOrder, payment: str, actor: str, quote) -> tuple[
         TaskEvent.objects.create(task=task, from_status="", to_status=task.status, actor=actor, reason="created")
         if payment == Task.Payment.PREPAID:
             task_transition(task=task, to=S.PAID, actor=actor, reason="prepaid by a trusted integration")
-            return task, None
-        from agency.services.payments import checkout_start
-
-        return task, checkout_start(task=task)
+    return task
 
 
 def task_flag(*, task: Task, note: str, actor: str) -> None:

@@ -11,11 +11,17 @@ from urllib.parse import parse_qs
 
 
 class FakeStripe:
-    """`POST /v1/checkout/sessions` → a session object; `fail_with` makes it answer an error instead."""
+    """`POST /v1/checkout/sessions` → a session object; `fail_with` makes it answer an error instead.
+
+    Like Stripe, a repeated `Idempotency-Key` gets the first session back. `on_request(form)`, if
+    set, runs in the server's thread before it answers (to look at the world while Stripe is asked).
+    """
 
     def __init__(self):
         self.requests: list[dict] = []
         self.fail_with: int | None = None
+        self.on_request = None
+        self.sessions: dict[str, dict] = {}  # by Idempotency-Key
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -23,24 +29,28 @@ class FakeStripe:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 form = {k: v[0] for k, v in parse_qs(body).items()}
                 fake.requests.append({"path": self.path, "form": form, "headers": dict(self.headers.items())})
+                if fake.on_request is not None:
+                    fake.on_request(form)
                 if fake.fail_with:
                     self._answer(fake.fail_with, {"error": {"type": "api_error", "message": "Stripe is down"}})
                     return
+                key = self.headers.get("Idempotency-Key", "")
+                if key in fake.sessions:
+                    self._answer(200, fake.sessions[key])
+                    return
                 session_id = f"cs_test_{uuid.uuid4().hex}"
-                self._answer(
-                    200,
-                    {
-                        "id": session_id,
-                        "object": "checkout.session",
-                        "url": f"https://checkout.stripe.test/c/pay/{session_id}",
-                        "amount_total": int(form["line_items[0][price_data][unit_amount]"]),
-                        "currency": form["line_items[0][price_data][currency]"],
-                        "payment_status": "unpaid",
-                        "status": "open",
-                        "client_reference_id": form.get("client_reference_id"),
-                        "metadata": {"task_id": form.get("metadata[task_id]")},
-                    },
-                )
+                fake.sessions[key] = session = {
+                    "id": session_id,
+                    "object": "checkout.session",
+                    "url": f"https://checkout.stripe.test/c/pay/{session_id}",
+                    "amount_total": int(form["line_items[0][price_data][unit_amount]"]),
+                    "currency": form["line_items[0][price_data][currency]"],
+                    "payment_status": "unpaid",
+                    "status": "open",
+                    "client_reference_id": form.get("client_reference_id"),
+                    "metadata": {"task_id": form.get("metadata[task_id]")},
+                }
+                self._answer(200, session)
 
             def _answer(self, status: int, payload: dict):
                 data = json.dumps(payload).encode()

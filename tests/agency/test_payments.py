@@ -2,13 +2,17 @@
 
 import json
 import time
+from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from agency.models import ApiKey, StripeEvent, Task, TaskEvent
+from agency.cycle import housekeeping
+from agency.models import ApiKey, IdempotencyRecord, StripeEvent, Task, TaskEvent
 from agency.services.tasks import task_transition
-from tests.agency.factories import TaskFactory
+from tests.agency.factories import TaskFactory, domain
 from tests.agency.fake_stripe import FakeStripe, session_event, sign
 from tests.concurrency import run_at_once
 from tests.conftest import client_with_key
@@ -65,7 +69,7 @@ def test_it_opens_a_checkout_session_for_a_stripe_task(writer, fake_stripe):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("outage", ["error", "unreachable"])
-def test_it_answers_503_and_keeps_no_task_when_stripe_is_down(writer, fake_stripe, settings, outage):
+def test_it_answers_503_and_leaves_no_pending_task_when_stripe_is_down(writer, fake_stripe, settings, outage):
     if outage == "error":
         fake_stripe.fail_with = 500
     else:
@@ -73,8 +77,84 @@ def test_it_answers_503_and_keeps_no_task_when_stripe_is_down(writer, fake_strip
     response = writer.post("/api/v1/tasks", ORDER, format="json")
     assert response.status_code == 503
     assert response.json()["code"] == "payment_provider_unavailable"
-    assert not Task.objects.exists()
-    assert not TaskEvent.objects.exists()
+    [task] = Task.objects.all()
+    assert (task.status, task.stripe_session_id) == ("cancelled", None)
+    moves = list(TaskEvent.objects.filter(task=task).values_list("from_status", "to_status", "reason"))
+    assert moves[-1] == ("pending", "cancelled", "the checkout could not be opened: Stripe is unavailable")
+
+
+@pytest.mark.django_db
+def test_a_retry_with_the_same_key_after_a_stripe_failure_creates_a_new_task(writer, fake_stripe):
+    fake_stripe.fail_with = 500
+    assert writer.post("/api/v1/tasks", ORDER, format="json", HTTP_IDEMPOTENCY_KEY="order-9").status_code == 503
+    fake_stripe.fail_with = None
+    retried = writer.post("/api/v1/tasks", ORDER, format="json", HTTP_IDEMPOTENCY_KEY="order-9")
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
+    assert sorted(Task.objects.values_list("status", flat=True)) == ["cancelled", "pending"]
+    assert Task.objects.get(pk=retried.json()["id"]).stripe_session_id
+    replayed = writer.post("/api/v1/tasks", ORDER, format="json", HTTP_IDEMPOTENCY_KEY="order-9")
+    assert replayed.headers["Idempotent-Replayed"] == "true" and replayed.json() == retried.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stripe_is_asked_only_after_the_task_is_committed_and_no_writer_waits_for_it(issue_key, fake_stripe):
+    """While Stripe is being asked, another connection already sees the pending task and can write."""
+    seen = []
+
+    def look(form):  # runs in the fake server's thread, on a connection of its own
+        try:
+            task = Task.objects.filter(pk=int(form["metadata[task_id]"])).first()
+            ApiKey.objects.filter(name="bystander").update(name="bystander")  # a write meanwhile
+            seen.append(task.status if task else "not visible")
+        except Exception as exc:  # a lock held by the request would show here
+            seen.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            connection.close()
+
+    fake_stripe.on_request = look
+    domain("legal")  # seeded by a migration, flushed by an earlier transactional test
+    writer = client_with_key(issue_key(ApiKey.Scope.WRITE))
+    response = writer.post("/api/v1/tasks", ORDER, format="json", HTTP_IDEMPOTENCY_KEY="seen-1")
+    assert response.status_code == 201, response.json()
+    assert seen == ["pending"]
+
+
+@pytest.mark.django_db
+def test_a_creation_interrupted_before_stripe_answered_is_resumed_not_repeated(writer, fake_stripe, settings):
+    """A process died after committing the task: the retry, after the claim timeout, finishes that task."""
+    first = writer.post("/api/v1/tasks", ORDER, format="json", HTTP_IDEMPOTENCY_KEY="crash-1")
+    task = Task.objects.get(pk=first.json()["id"])
+    # The state that death leaves: the claim unanswered (and stale), the task without its session.
+    record = IdempotencyRecord.objects.get(key="crash-1")
+    stale = record.created_at - timedelta(seconds=settings.IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS + 1)
+    IdempotencyRecord.objects.filter(pk=record.pk).update(status_code=None, response_body=None, created_at=stale)
+    Task.objects.filter(pk=task.pk).update(stripe_session_id=None)
+
+    resumed = writer.post("/api/v1/tasks", ORDER, format="json", HTTP_IDEMPOTENCY_KEY="crash-1")
+
+    assert resumed.status_code == 201 and resumed.json()["id"] == task.pk
+    assert Task.objects.count() == 1
+    assert resumed.json()["checkout_url"] == first.json()["checkout_url"]  # Stripe's idempotency: same session
+    keys = {call["headers"]["Idempotency-Key"] for call in fake_stripe.requests}
+    assert keys == {f"agency-checkout-{task.checkout_key}"}
+    assert Task.objects.get(pk=task.pk).stripe_session_id
+
+
+@pytest.mark.django_db
+def test_housekeeping_cancels_only_checkouts_that_were_never_opened_in_time(settings):
+    settings.CHECKOUT_OPEN_TIMEOUT_SECONDS = 900
+    abandoned = TaskFactory(status="pending", payment="stripe")
+    recent = TaskFactory(status="pending", payment="stripe")
+    opened = TaskFactory(status="pending", payment="stripe", stripe_session_id="cs_test_open")
+    prepaid = TaskFactory(status="pending", payment="prepaid")
+    old = timezone.now() - timedelta(seconds=901)
+    Task.objects.filter(pk__in=[abandoned.pk, opened.pk, prepaid.pk]).update(created_at=old)
+    Task.objects.filter(pk=recent.pk).update(created_at=timezone.now() - timedelta(seconds=899))
+
+    assert housekeeping()["abandoned_checkouts_cancelled"] == 1
+    statuses = dict(Task.objects.values_list("pk", "status"))
+    assert statuses == {abandoned.pk: "cancelled", recent.pk: "pending", opened.pk: "pending", prepaid.pk: "pending"}
+    assert housekeeping()["abandoned_checkouts_cancelled"] == 0
 
 
 @pytest.mark.django_db
@@ -217,7 +297,8 @@ def test_it_removes_the_stored_input_when_stripe_fails(writer, fake_stripe, medi
     fake_stripe.fail_with = 500
     response = writer.post("/api/v1/tasks", {**ORDER, "input_csv": "a,b\n1,2\n"}, format="json")
     assert response.status_code == 503
-    assert not Task.objects.exists()
+    [task] = Task.objects.all()
+    assert task.status == "cancelled" and not task.input_file
     assert not [p for p in media_root.rglob("*") if p.is_file()]
 
 
