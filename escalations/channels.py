@@ -27,6 +27,7 @@ from django.utils import timezone
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
+from agency.outbox import SendFailed, short
 from escalations.models import NotificationChannel
 from escalations.targets import target_problem
 from tracing.context import trace_carrier
@@ -40,21 +41,6 @@ PAGERDUTY_SUMMARY_MAX = 1024
 # Characters of one user-supplied field in a message: four of them, escaped, plus the fixed
 # lines stay within Slack's 3000-character section and Telegram's 4096-character message.
 FIELD_MAX = 600
-
-
-class SendFailed(Exception):
-    def __init__(
-        self,
-        message: str,
-        *,
-        permanent: bool = False,
-        retry_after: float | None = None,
-        response: httpx.Response | None = None,
-    ):
-        super().__init__(message)
-        self.permanent = permanent
-        self.retry_after = retry_after
-        self.response = response
 
 
 _client: httpx.Client | None = None
@@ -143,12 +129,6 @@ def _target(channel: NotificationChannel) -> str:
     if problem:
         raise SendFailed(f"Target refused: {problem}", permanent=True)
     return channel.target
-
-
-def short(text: str, limit: int = 120) -> str:
-    """What may be stored of a remote answer or an error: printable, one line, short."""
-    text = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -8,6 +8,7 @@ from django.db.models import Q
 
 from agency.models import Task
 from agency.models.fields import ExactCharField
+from agency.models.outbox import OutboxRow, OutboxStatus
 from tracing.models import TraceStamped
 
 
@@ -211,12 +212,7 @@ class NotificationChannel(models.Model):
         return [address.strip() for address in self.target.split(",") if address.strip()]
 
 
-class NotificationStatus(models.TextChoices):
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    DEAD = "dead"
-    CANCELLED = "cancelled", "Cancelled (no longer relevant)"
+NotificationStatus = OutboxStatus
 
 
 class NotificationEvent(models.TextChoices):
@@ -227,15 +223,12 @@ class NotificationEvent(models.TextChoices):
     RESOLVED = "resolved"
 
 
-class Notification(TraceStamped):
+class Notification(OutboxRow):
     """One message to one channel: a row of the transactional outbox (docs/escalations.md).
 
     Written in the transaction that makes it necessary and sent by the relay
-    after commit. `dedup_key` is unique per channel, so no cause is ever
-    queued twice for a channel. A relay claims a row by setting `claim_token`
-    and `claimed_until` in one UPDATE; a claim older than its lease (a relay
-    that died mid-send) makes the row due again. `trace_context` holds the
-    W3C headers of the transaction that wrote the row, which sending continues.
+    (`agency.outbox`) after commit. `dedup_key` is unique per channel, so no
+    cause is ever queued twice for a channel.
     """
 
     Status = NotificationStatus
@@ -246,14 +239,6 @@ class Notification(TraceStamped):
     event = models.CharField(max_length=20, choices=Event.choices)
     dedup_key = ExactCharField(max_length=150)
     payload = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField()
-    claim_token = models.UUIDField(null=True, blank=True)
-    claimed_until = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    trace_context = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]

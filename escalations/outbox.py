@@ -5,11 +5,8 @@ them necessary, so a rolled-back escalation never notifies anyone. The relay
 sends them after commit, from beat, the `relay_notifications` command or a
 kick after commit, in any number of processes at once:
 
-- A claim is one UPDATE that sets a fresh `claim_token` on due rows and
-  re-checks "due" itself, so two relays never both own a row; no row locks
-  are involved. Sending happens outside any transaction and lock.
-- Finishing a row is a compare-and-set on its claim token: a relay that
-  outlived its lease cannot overwrite the work of the relay that took over.
+- Claims, leases, retries and dead rows are the shared relay of
+  `agency.outbox`, the one every external side effect goes through.
 - A row waits while an earlier row for the same channel and escalation is
   unsent, so a "resolved" never overtakes its "opened" (PagerDuty would drop
   the resolve and keep the incident open).
@@ -18,22 +15,21 @@ kick after commit, in any number of processes at once:
   or a closing message to a channel that was never told is cancelled instead.
 """
 
-import contextvars
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations.channels import SendFailed, send, short
+from agency import outbox as engine
+from agency.outbox import Outbox, outbox_due, outbox_kick
+from escalations.channels import send
 from escalations.models import Escalation, Notification, NotificationChannel
-from tracing.context import trace_carrier, trace_continued
+from tracing.context import trace_carrier
 
 logger = structlog.get_logger(__name__)
 Event = Notification.Event
@@ -105,75 +101,26 @@ def notifications_enqueue(
     transaction.on_commit(notifications_relay_kick, robust=True)
 
 
-# Set while this thread relays: rows it queues itself (timers) need no extra kick.
-_relaying = contextvars.ContextVar("relaying", default=False)
-
-
 def notifications_relay_kick() -> None:
     """Ask a worker to relay now; if the broker is down, beat or the command will (rows wait in the table)."""
     from escalations.tasks import notifications_relay
 
-    if _relaying.get():
-        return
-    try:
-        notifications_relay.apply_async(retry=False)
-    except Exception as exc:  # any broker failure: the rows are safe in the table
-        logger.warning("notifications_relay_kick_failed", error=f"{type(exc).__name__}: {exc}")
+    outbox_kick(notifications_relay, name="notifications_relay")
 
 
-# --- The relay ----------------------------------------------------------------------
+# --- The relay (the shared engine in agency.outbox, with what is particular to notifications) ---
 
 
-def _due(now: datetime) -> Q:
-    return Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(status=Status.SENDING, claimed_until__lt=now)
-
-
-def outbox_due_count(*, now: datetime) -> int:
-    return Notification.objects.filter(_due(now)).count()
-
-
-# Rounds a claim reads again after other relays took every row it read.
-CLAIM_ROUNDS = 5
-
-
-def outbox_claim(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[Notification]]:
-    """Claim up to `limit` due rows for this relay; returns the claim token and the rows.
-
-    The oldest due rows are read without locks, then one UPDATE takes those
-    that are still due. No `select_for_update(skip_locked=True)`: InnoDB locks
-    every row a sorted locking read looks at, not only those it returns, so a
-    second MariaDB relay would find all rows locked and stop while the first
-    one claims. Rows another relay took between our read and our UPDATE are
-    simply not ours; the next round reads past them.
-    """
-    token = uuid.uuid4()
-    earlier_unsent = Notification.objects.filter(
+def _earlier_unsent() -> Q:
+    """Rows that must wait: an earlier row for the same channel and escalation is still unsent, so a
+    "resolved" never overtakes its "opened" (PagerDuty would drop the resolve and keep the incident open)."""
+    earlier = Notification.objects.filter(
         channel=OuterRef("channel"),
         escalation=OuterRef("escalation"),
         pk__lt=OuterRef("pk"),
         status__in=[Status.PENDING, Status.SENDING],
     )
-    candidates = Notification.objects.filter(_due(now)).exclude(Exists(earlier_unsent))
-    candidates = candidates.order_by("next_attempt_at", "pk")
-    for _ in range(CLAIM_ROUNDS):
-        ids = list(candidates.values_list("pk", flat=True)[:limit])
-        if not ids:
-            return token, []
-        claimed = Notification.objects.filter(_due(now), pk__in=ids).update(
-            status=Status.SENDING,
-            claim_token=token,
-            claimed_until=now + timedelta(seconds=settings.NOTIFY_CLAIM_SECONDS),
-            attempts=F("attempts") + 1,
-        )
-        if claimed:
-            rows = Notification.objects.filter(pk__in=ids, claim_token=token).select_related("channel").order_by("pk")
-            return token, list(rows)
-    return token, []
-
-
-def backoff_seconds(attempts: int) -> float:
-    """Wait after the `attempts`-th failed send: base · 2^(attempts-1), capped."""
-    return float(min(settings.NOTIFY_BACKOFF_MAX_SECONDS, settings.NOTIFY_BACKOFF_BASE_SECONDS * 2 ** (attempts - 1)))
+    return Q(Exists(earlier))
 
 
 def _stale_reason(notification: Notification) -> str:
@@ -195,90 +142,36 @@ def _stale_reason(notification: Notification) -> str:
     return ""
 
 
+NOTIFICATIONS = Outbox(
+    model=Notification,
+    name="notification",
+    send=lambda row: send(row.channel, row.payload, delivery_id=str(row.pk)),
+    span_name=lambda row: f"notify {row.channel.kind}",
+    stale=_stale_reason,
+    held_back=_earlier_unsent,
+    select_related=("channel",),
+)
+
+
+def outbox_due_count(*, now: datetime) -> int:
+    return Notification.objects.filter(outbox_due(now)).count()
+
+
+def outbox_claim(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[Notification]]:
+    """Claim up to `limit` due notifications for this relay; returns the claim token and the rows."""
+    return engine.outbox_claim(NOTIFICATIONS, now=now, limit=limit)
+
+
 def notification_send(*, notification: Notification, token: uuid.UUID, now: datetime) -> str:
-    """Send one claimed row and record the outcome.
-
-    Returns "sent", "retry_later", "dead", "cancelled", or "lost" when this
-    relay's claim ran out and another relay took the row over (then nothing
-    is sent here). The claim is renewed just before sending, so a long batch
-    never sends a row that another relay has meanwhile claimed; a single send
-    would have to outlast the whole lease (`NOTIFY_CLAIM_SECONDS`, many times
-    the per-operation timeout) for that to happen.
-    """
-    mine = Notification.objects.filter(pk=notification.pk, claim_token=token)
-    lease = timedelta(seconds=settings.NOTIFY_CLAIM_SECONDS)
-    if not mine.filter(claimed_until__gt=now).update(claimed_until=now + lease):
-        logger.warning("notification_claim_lost", notification_id=notification.pk)
-        return "lost"
-    done = {"claim_token": None, "claimed_until": None}
-    if notification.attempts > settings.NOTIFY_MAX_ATTEMPTS:  # claimed again and again by relays that died
-        mine.update(status=Status.DEAD, last_error=f"Gave up after {notification.attempts - 1} attempts.", **done)
-        return "dead"
-    stale = _stale_reason(notification)
-    if stale:
-        mine.update(status=Status.CANCELLED, last_error=stale, **done)
-        return "cancelled"
-    channel = notification.channel
-    with trace_continued(notification.trace_context, f"notify {channel.kind}") as span:
-        span.set_attribute("agency.notification_id", notification.pk)
-        try:
-            send(channel, notification.payload, delivery_id=str(notification.pk))
-        except Exception as exc:
-            # Anything else is a bug or a bad configuration: retried like a failure, never blocking the batch.
-            failure = exc if isinstance(exc, SendFailed) else SendFailed(f"{type(exc).__name__}: {exc}")
-            return _failed(notification, mine, failure, now=now, done=done)
-    if not mine.update(status=Status.SENT, sent_at=timezone.now(), last_error="", **done):
-        logger.error("notification_sent_after_claim_lost", notification_id=notification.pk, channel=channel.name)
-    logger.info("notification_sent", notification_id=notification.pk, channel=channel.name, kind=notification.event)
-    return "sent"
-
-
-def _failed(notification: Notification, mine, exc: SendFailed, *, now: datetime, done: dict) -> str:
-    error, channel = short(str(exc), 200), notification.channel.name
-    if exc.permanent or notification.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
-        mine.update(status=Status.DEAD, last_error=error, **done)
-        logger.error("notification_dead", notification_id=notification.pk, channel=channel, error=error)
-        return "dead"
-    wait = max(backoff_seconds(notification.attempts), exc.retry_after or 0)
-    mine.update(status=Status.PENDING, next_attempt_at=now + timedelta(seconds=wait), last_error=error, **done)
-    logger.warning("notification_retry", notification_id=notification.pk, channel=channel, error=error, wait_s=wait)
-    return "retry_later"
+    """Send one claimed notification and record the outcome (see `agency.outbox.outbox_row_send`)."""
+    return engine.outbox_row_send(NOTIFICATIONS, row=notification, token=token, now=now)
 
 
 def outbox_send_due(*, now: datetime | None = None, limit: int | None = None, on_row=None) -> dict[str, int]:
-    """Send due rows, batch by batch, until none is due or `limit` rows were handled.
-
-    Safe to run in several processes at once. `now` is for a controlled clock
-    in tests; `on_row(outcome)` is called after each row (progress bars).
-    """
-    counts = dict.fromkeys(("sent", "retry_later", "dead", "cancelled", "lost"), 0)
-    handled = 0
-    while limit is None or handled < limit:
-        batch = settings.NOTIFY_BATCH_SIZE if limit is None else min(settings.NOTIFY_BATCH_SIZE, limit - handled)
-        token, rows = outbox_claim(now=now or timezone.now(), limit=batch)
-        if not rows:
-            break
-        for row in rows:
-            outcome = notification_send(notification=row, token=token, now=now or timezone.now())
-            counts[outcome] += 1
-            handled += 1
-            if on_row is not None:
-                on_row(outcome)
-    return counts
-
-
-@contextmanager
-def relaying() -> Iterator[None]:
-    """Mark this thread as a relay: rows it queues (timers) are sent by it, not by an extra kick."""
-    marker = _relaying.set(True)
-    try:
-        yield
-    finally:
-        _relaying.reset(marker)
+    """Send due notifications until none is due or `limit` were handled; safe in several processes."""
+    return engine.outbox_send_due(NOTIFICATIONS, now=now, limit=limit, on_row=on_row)
 
 
 def outbox_purge(*, now: datetime | None = None) -> int:
-    """Forget sent and cancelled rows older than `NOTIFY_KEEP_DAYS`; dead ones stay for an operator."""
-    cutoff = (now or timezone.now()) - timedelta(days=settings.NOTIFY_KEEP_DAYS)
-    deleted, _ = Notification.objects.filter(created_at__lt=cutoff, status__in=[Status.SENT, Status.CANCELLED]).delete()
-    return deleted
+    """Forget sent and cancelled notifications older than `NOTIFY_KEEP_DAYS`; dead ones stay."""
+    return engine.outbox_purge(Notification, now=now)

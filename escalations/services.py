@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from agency.errors import DomainError
 from agency.models import Task
+from agency.outbox import relaying
 from agency.services.delivery import deliverable_add
 from agency.services.tasks import TRANSITIONS, task_flag, task_transition
 from escalations.models import Escalation, EscalationEvent, Notification, NotificationChannel
@@ -31,7 +32,6 @@ from escalations.outbox import (
     notifications_relay_kick,
     outbox_purge,
     outbox_send_due,
-    relaying,
 )
 from tracing.context import current_trace_id
 

@@ -10,13 +10,13 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agency.outbox import relaying
 from escalations.models import Escalation, Notification
 from escalations.outbox import (
     notification_send,
     outbox_claim,
     outbox_purge,
     outbox_send_due,
-    relaying,
 )
 from escalations.services import (
     escalation_acknowledge,

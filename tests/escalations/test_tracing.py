@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from escalations.outbox import relaying
+from agency.outbox import relaying
 from tests.agency.factories import TaskFactory
 from tests.conftest import database_url
 from tests.escalations import fakes
