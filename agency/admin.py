@@ -6,6 +6,7 @@ from agency.errors import DomainError
 from agency.models import (
     ApiKey,
     Client,
+    ClientEmail,
     CycleRun,
     Deliverable,
     DeliveryLink,
@@ -16,7 +17,7 @@ from agency.models import (
     TaskEvent,
 )
 from agency.services.api_keys import api_key_create, api_key_revoke
-from agency.services.delivery import DeliveryRefused, delivery_link_issue
+from agency.services.delivery import DeliveryRefused, delivery_email_enqueue
 from agency.services.tasks import task_cancel, task_transition
 
 
@@ -174,14 +175,13 @@ class TaskAdmin(ChangedFieldsOnlyAdmin):
 
     @admin.action(description="E-mail the client a new delivery link (completed tasks)", permissions=["change"])
     def new_delivery_link(self, request, queryset):
-        sent = 0
+        queued = 0
         for task in queryset.select_related("client"):
             try:
-                delivery_link_issue(task=task)
-                sent += 1
+                queued += delivery_email_enqueue(task=task) is not None
             except DeliveryRefused as exc:
                 self.message_user(request, f"#{task.pk}: {exc}", level=messages.WARNING)
-        self.message_user(request, f"{sent} new delivery link(s) e-mailed.")
+        self.message_user(request, f"{queued} e-mail(s) with a new delivery link queued.")
 
     @admin.action(description="Mark selected pending tasks as paid", permissions=["change"])
     def mark_paid(self, request, queryset):
@@ -226,4 +226,16 @@ class CycleRunAdmin(ReadOnlyAdmin):
     list_display = ["id", "trigger", "status", "created_at", "finished_at", "trace_id"]
     list_filter = ["status", "trigger"]
     search_fields = ["trace_id"]
+    show_full_result_count = False
+
+
+@admin.register(ClientEmail)
+class ClientEmailAdmin(ReadOnlyAdmin):
+    """The clients' outbox: written with the completion, sent by the relay. A dead e-mail has flagged its
+    task; "E-mail the client a new delivery link" on the task queues another."""
+
+    list_display = ["id", "task", "kind", "to", "status", "attempts", "next_attempt_at", "sent_at", "last_error"]
+    list_filter = ["status", "kind"]
+    search_fields = ["to"]
+    list_select_related = ["task"]
     show_full_result_count = False

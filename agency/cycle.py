@@ -29,6 +29,7 @@ logger = structlog.get_logger(__name__)
 
 CYCLE_STEPS: list[str] = [
     "escalations.services.notifications_relay",
+    "agency.services.delivery.client_emails_relay",
     "agency.cycle.housekeeping",
 ]
 

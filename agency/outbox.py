@@ -21,6 +21,7 @@ how to send one; this module is the relay they all share:
 """
 
 import contextvars
+import smtplib
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,12 +30,13 @@ from datetime import datetime, timedelta
 
 import structlog
 from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
 from agency.models.outbox import OutboxStatus as Status
-from tracing.context import trace_continued
+from tracing.context import trace_carrier, trace_continued
 
 logger = structlog.get_logger(__name__)
 
@@ -57,6 +59,31 @@ def short(text: str, limit: int = 120) -> str:
     """What may be stored of a remote answer or an error: printable, one line, short."""
     text = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def mail_send(*, subject: str, body: str, to: list[str], delivery_id: str) -> None:
+    """Send one e-mail through Django's mail (`EMAIL_URL`), or raise `SendFailed`.
+
+    Carries the current trace (`traceparent`) and the outbox row (`X-Agency-Delivery`) as headers;
+    each network operation is bounded by `EMAIL_TIMEOUT`.
+    """
+    message = EmailMessage(
+        subject=subject,
+        body=body,
+        to=to,
+        headers={"X-Agency-Delivery": delivery_id, **trace_carrier()},
+        connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
+    )
+    try:
+        message.send()
+    except smtplib.SMTPRecipientsRefused as exc:
+        # 4xx is "try later" (greylisting, a full mailbox); only 5xx for every recipient is final.
+        final = all(code >= 500 for code, _ in exc.recipients.values())
+        raise SendFailed(f"Recipients refused: {exc.recipients}", permanent=final) from exc
+    except ValueError as exc:  # an address Django cannot even encode
+        raise SendFailed(f"Invalid address: {exc}", permanent=True) from exc
+    except (smtplib.SMTPException, OSError) as exc:
+        raise SendFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True)

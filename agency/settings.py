@@ -233,7 +233,18 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Mail for clients and operators, one URL: smtp+tls://user:password@smtp.example.com:587 (also
+# smtp:// and smtp+ssl://; URL-encode special characters). Default: printed to the console.
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=_email["EMAIL_BACKEND"])
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+# Seconds each SMTP operation may take: a slow mail server never blocks a relay for long.
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="agency@localhost")
 
 
@@ -370,12 +381,14 @@ NOTIFY_BACKOFF_MAX_SECONDS = env_int("NOTIFY_BACKOFF_MAX_SECONDS", 3600, minimum
 NOTIFY_CLAIM_SECONDS = env_int("NOTIFY_CLAIM_SECONDS", 600, minimum=5)
 NOTIFY_BATCH_SIZE = env_int("NOTIFY_BATCH_SIZE", 50, minimum=1)
 NOTIFY_HTTP_TIMEOUT_SECONDS = env.float("NOTIFY_HTTP_TIMEOUT_SECONDS", default=10.0)
-if NOTIFY_CLAIM_SECONDS < 20 * NOTIFY_HTTP_TIMEOUT_SECONDS:
+if 20 * max(NOTIFY_HTTP_TIMEOUT_SECONDS, EMAIL_TIMEOUT) > NOTIFY_CLAIM_SECONDS:
     # A send must end well within the claim, or another relay could take the row over mid-send
     # and send it again. The timeout bounds each network operation, and one SMTP send is several
     # (connect, EHLO, one RCPT per recipient, DATA…), hence the wide margin. The claim only
     # matters when a relay dies: then its rows wait this long before another relay sends them.
-    raise ImproperlyConfigured("NOTIFY_CLAIM_SECONDS must be at least 20 times NOTIFY_HTTP_TIMEOUT_SECONDS.")
+    raise ImproperlyConfigured(
+        "NOTIFY_CLAIM_SECONDS must be at least 20 times NOTIFY_HTTP_TIMEOUT_SECONDS and EMAIL_TIMEOUT."
+    )
 # Sent and cancelled notifications are deleted after this many days (dead ones are kept).
 NOTIFY_KEEP_DAYS = env_int("NOTIFY_KEEP_DAYS", 90, minimum=1)
 NOTIFY_RELAY_INTERVAL_SECONDS = env_int("NOTIFY_RELAY_INTERVAL_SECONDS", 30, minimum=1)
@@ -430,6 +443,7 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "escalations.notifications_relay",
         "schedule": float(NOTIFY_RELAY_INTERVAL_SECONDS),
     },
+    "client-emails-relay": {"task": "agency.client_emails_relay", "schedule": float(NOTIFY_RELAY_INTERVAL_SECONDS)},
 }
 
 # --- Tracing and logs ------------------------------------------------------------

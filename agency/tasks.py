@@ -56,3 +56,11 @@ def task_work(task_id: int) -> str:
     status = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
     logger.info("task_ready_for_work", task_id=task_id, status=status)
     return status or "missing"
+
+
+@shared_task(name="agency.client_emails_relay", ignore_result=True)
+def client_emails_relay() -> dict:
+    """Beat runs this every `NOTIFY_RELAY_INTERVAL_SECONDS`; commits kick it too. Safe to overlap."""
+    from agency.services import delivery
+
+    return delivery.client_emails_relay()

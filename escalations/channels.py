@@ -15,19 +15,17 @@ import html
 import json
 import os
 import re
-import smtplib
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
 import httpx
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
 from django.utils import timezone
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
-from agency.outbox import SendFailed, short
+from agency.outbox import SendFailed, mail_send, short
 from escalations.models import NotificationChannel
 from escalations.targets import target_problem
 from tracing.context import trace_carrier
@@ -182,23 +180,7 @@ def email_send(channel: NotificationChannel, payload: dict, delivery_id: str) ->
     if not recipients:
         raise SendFailed("The channel has no recipients.", permanent=True)
     subject = re.sub(r"\s+", " ", f"[{payload['severity']}] {headline(payload)}")
-    message = EmailMessage(
-        subject=subject,
-        body="\n".join(message_lines(payload)) + "\n",
-        to=recipients,
-        headers={"X-Agency-Delivery": delivery_id, **trace_carrier()},
-        connection=get_connection(timeout=settings.NOTIFY_HTTP_TIMEOUT_SECONDS),
-    )
-    try:
-        message.send()
-    except smtplib.SMTPRecipientsRefused as exc:
-        # 4xx is "try later" (greylisting, a full mailbox); only 5xx for every recipient is final.
-        final = all(code >= 500 for code, _ in exc.recipients.values())
-        raise SendFailed(f"Recipients refused: {exc.recipients}", permanent=final) from exc
-    except ValueError as exc:  # an address Django cannot even encode
-        raise SendFailed(f"Invalid address: {exc}", permanent=True) from exc
-    except (smtplib.SMTPException, OSError) as exc:
-        raise SendFailed(f"{type(exc).__name__}: {exc}") from exc
+    mail_send(subject=subject, body="\n".join(message_lines(payload)) + "\n", to=recipients, delivery_id=delivery_id)
 
 
 def slack_send(channel: NotificationChannel, payload: dict, delivery_id: str) -> None:

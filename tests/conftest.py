@@ -2,10 +2,12 @@ import json
 import os
 
 import pytest
+from aiosmtpd.controller import Controller
 from rest_framework.test import APIClient
 
 from agency.models import ApiKey
 from agency.services.api_keys import api_key_create
+from tests.processes import free_port
 from tracing.logging import configure_logging
 
 # Markers each pass of `.ci/test` leaves out, by database vendor.
@@ -143,3 +145,40 @@ def database_url() -> str:
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
+
+
+class _Inbox:
+    """aiosmtpd handler: keeps accepted messages; refuses recipients at refused.example for good
+    and greylists those at greylist.example (a temporary 4xx answer)."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.endswith("@refused.example"):
+            return "550 5.1.1 No such user here"
+        if address.endswith("@greylist.example"):
+            return "450 4.7.1 Greylisted, please try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_inbox(settings):
+    """A real SMTP server on loopback, with Django's SMTP backend pointed at it."""
+    port = free_port()
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    try:
+        yield inbox
+    finally:
+        controller.stop()

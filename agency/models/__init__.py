@@ -2,12 +2,14 @@
 
 from agency.models.api import ApiKey, IdempotencyRecord
 from agency.models.cycles import CycleRun
+from agency.models.outbox import ClientEmail
 from agency.models.payments import StripeEvent
 from agency.models.tasks import Client, Deliverable, DeliveryLink, Domain, Task, TaskEvent
 
 __all__ = [
     "ApiKey",
     "Client",
+    "ClientEmail",
     "CycleRun",
     "Deliverable",
     "DeliveryLink",

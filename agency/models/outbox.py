@@ -35,3 +35,42 @@ class OutboxRow(TraceStamped):
 
     class Meta:
         abstract = True
+
+
+class ClientEmailKind(models.TextChoices):
+    DELIVERY_LINK = "delivery_link", "Delivery link"
+
+
+class ClientEmail(OutboxRow):
+    """An e-mail to a client, written in the transaction that makes it necessary and sent by the relay.
+
+    A delivery link e-mail carries no token until it is sent: the relay issues a
+    fresh link just before sending (only its hash is stored) and revokes it if the
+    send fails, so no usable token ever waits in the database.
+    """
+
+    Kind = ClientEmailKind
+
+    kind = models.CharField(max_length=20, choices=ClientEmailKind.choices)
+    task = models.ForeignKey("agency.Task", on_delete=models.PROTECT, related_name="emails")
+    to = models.EmailField(max_length=254)
+    link = models.ForeignKey(
+        "agency.DeliveryLink", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The link the latest attempt issued (revoked if that attempt failed).",
+    )  # fmt: skip
+
+    class Meta:
+        verbose_name = "client e-mail"
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="agency_clientemail_due")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=OutboxStatus.values), name="agency_clientemail_known_status"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=ClientEmailKind.values), name="agency_clientemail_known_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for task #{self.task_id} to {self.to} ({self.status})"

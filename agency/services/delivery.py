@@ -14,19 +14,21 @@ import hashlib
 import ipaddress
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.base import ContentFile
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from agency.models import Deliverable, DeliveryLink, Task
+from agency.models import ClientEmail, Deliverable, DeliveryLink, Task
+from agency.outbox import Outbox, mail_send, outbox_kick, outbox_purge, outbox_send_due, relaying
+from agency.services.tasks import task_flag
+from tracing.context import trace_carrier
 
 logger = structlog.get_logger(__name__)
 
@@ -68,8 +70,8 @@ class IssuedLink:
         return reverse("delivery-page", args=[self.link.task_id, self.token])
 
 
-def delivery_link_issue(*, task: Task, notify: bool = True) -> IssuedLink:
-    """A new link for a completed task; the client is e-mailed the URL once the transaction commits."""
+def delivery_link_issue(*, task: Task) -> IssuedLink:
+    """A new link for a completed task. The token exists only in the returned value."""
     if task.status != Task.Status.COMPLETED:
         raise DeliveryRefused(f"Task #{task.pk} is {task.status}, not completed.")
     token = secrets.token_urlsafe(32)
@@ -80,26 +82,87 @@ def delivery_link_issue(*, task: Task, notify: bool = True) -> IssuedLink:
         expires_at=completed_at + timedelta(days=settings.DELIVERY_LINK_TTL_DAYS),
         max_downloads=settings.DELIVERY_MAX_DOWNLOADS,
     )
-    issued = IssuedLink(link=link, token=token)
-    if notify and task.client_id:
-        email, title, url = task.client.email, task.title, settings.PUBLIC_BASE_URL.rstrip("/") + issued.path
-        # robust: the completion is committed even if the mail server is down; an operator
-        # can issue a new link from the admin.
-        transaction.on_commit(lambda: _send_link(email, title, url), robust=True)
-    return issued
+    return IssuedLink(link=link, token=token)
 
 
-def _send_link(email: str, title: str, url: str) -> None:
-    send_mail(
-        subject=f"Your delivery is ready: {title}",
-        message=(
-            f"The work on '{title}' is complete.\n\nDownload it here: {url}\n\n"
-            f"The link works for {settings.DELIVERY_LINK_TTL_DAYS} days and "
-            f"{settings.DELIVERY_MAX_DOWNLOADS} downloads."
-        ),
-        from_email=None,
-        recipient_list=[email],
+# --- The client's e-mail, through the outbox ------------------------------------------------
+
+
+def delivery_email_enqueue(*, task: Task) -> ClientEmail | None:
+    """Queue the e-mail that brings the client a fresh delivery link (None: the task has no client).
+
+    Call it inside the transaction that completes the task (or in an operator's
+    request for a new link): the row commits with it, and the relay sends it after.
+    """
+    if task.status != Task.Status.COMPLETED:
+        raise DeliveryRefused(f"Task #{task.pk} is {task.status}, not completed.")
+    if not task.client_id:
+        return None
+    email = ClientEmail.objects.create(
+        kind=ClientEmail.Kind.DELIVERY_LINK,
+        task=task,
+        to=task.client.email,
+        next_attempt_at=timezone.now(),
+        trace_context=trace_carrier(),
     )
+    transaction.on_commit(client_emails_relay_kick, robust=True)
+    return email
+
+
+def _delivery_email_send(email: ClientEmail) -> None:
+    """Issue a link, e-mail it; if the e-mail fails, the link dies with it."""
+    task = email.task
+    issued = delivery_link_issue(task=task)
+    ClientEmail.objects.filter(pk=email.pk).update(link=issued.link)
+    url = settings.PUBLIC_BASE_URL.rstrip("/") + issued.path
+    try:
+        mail_send(
+            subject=f"Your delivery is ready: {task.title}",
+            body=(
+                f"The work on '{task.title}' is complete.\n\nDownload it here: {url}\n\n"
+                f"The link works for {settings.DELIVERY_LINK_TTL_DAYS} days and "
+                f"{settings.DELIVERY_MAX_DOWNLOADS} downloads.\n"
+            ),
+            to=[email.to],
+            delivery_id=f"client-email-{email.pk}",
+        )
+    except BaseException:
+        DeliveryLink.objects.filter(pk=issued.link.pk).update(revoked_at=timezone.now())
+        raise
+
+
+def _delivery_email_stale(email: ClientEmail) -> str:
+    status = Task.objects.filter(pk=email.task_id).values_list("status", flat=True).first()
+    return "" if status == Task.Status.COMPLETED else f"The task is {status}, not completed."
+
+
+def _delivery_email_dead(email: ClientEmail, error: str) -> None:
+    note = f"The delivery e-mail to {email.to} was not sent ({error}); check the address, then send a new link."
+    task_flag(task=email.task, note=note, actor="outbox")
+
+
+CLIENT_EMAILS = Outbox(
+    model=ClientEmail,
+    name="client_email",
+    send=_delivery_email_send,
+    span_name=lambda email: f"email {email.kind}",
+    stale=_delivery_email_stale,
+    on_dead=_delivery_email_dead,
+    select_related=("task",),
+)
+
+
+def client_emails_relay(*, now: datetime | None = None, limit: int | None = None, on_row=None) -> dict:
+    """Send the clients' due e-mails, forget long-sent ones: beat, the cycle and each kick run this."""
+    with relaying():
+        sent = outbox_send_due(CLIENT_EMAILS, now=now, limit=limit, on_row=on_row)
+        return sent | {"purged": outbox_purge(ClientEmail, now=now)}
+
+
+def client_emails_relay_kick() -> None:
+    from agency.tasks import client_emails_relay as relay_task
+
+    outbox_kick(relay_task, name="client_emails_relay")
 
 
 def client_bucket(ip: str) -> str:

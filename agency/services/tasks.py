@@ -74,14 +74,14 @@ def task_transition(*, task: Task, to: str, actor: str, reason: str = "", **fiel
 
 
 def _on_completed(task: Task) -> None:
-    """In the completing transaction: the client's counters and delivery link (e-mailed after commit)."""
-    from agency.services.delivery import delivery_link_issue
+    """In the completing transaction: the client's counters and the outbox row of its delivery e-mail."""
+    from agency.services.delivery import delivery_email_enqueue
 
     if task.client_id:
         Client.objects.filter(pk=task.client_id).update(
             completed_tasks=F("completed_tasks") + 1, spent_cents=F("spent_cents") + task.price_cents
         )
-    delivery_link_issue(task=task)
+    delivery_email_enqueue(task=task)
 
 
 def _hand_to_pipeline(task_id: int) -> None:

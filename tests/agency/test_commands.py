@@ -40,9 +40,10 @@ def test_it_runs_every_cycle_step_and_can_run_twice():
     first = _run("run_agency")
     second = _run("run_agency")
     for output in (first, second):
-        assert "[1/2] notifications_relay: ok" in output
-        assert "[2/2] housekeeping: ok" in output
-        assert "finished: 2 steps ok." in output
+        assert "[1/3] notifications_relay: ok" in output
+        assert "[2/3] client_emails_relay: ok" in output
+        assert "[3/3] housekeeping: ok" in output
+        assert "finished: 3 steps ok." in output
     assert [run.status for run in CycleRun.objects.order_by("pk")] == ["finished", "finished"]
 
 
@@ -99,7 +100,7 @@ def test_the_trace_id_each_demo_run_prints_finds_that_run_in_the_trace_search(se
         trace_id = output.split("Trace:     ")[1].split()[0]
         [run] = CycleRun.objects.filter(trace_id=trace_id)
         assert (run.trigger, run.status) == ("command", "finished")
-        assert [step["name"] for step in run.steps] == ["notifications_relay", "housekeeping"]
+        assert [step["name"] for step in run.steps] == ["notifications_relay", "client_emails_relay", "housekeeping"]
         page = admin_client.get("/admin/traces/", {"trace_id": trace_id}).content.decode()
         assert f"Cycle #{run.pk}" in page
     assert CycleRun.objects.count() == 2

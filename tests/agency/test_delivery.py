@@ -24,7 +24,7 @@ def _completed_with_file(**task_fields):
 
 
 def _link(task):
-    return delivery_link_issue(task=task, notify=False)
+    return delivery_link_issue(task=task)
 
 
 def test_it_emails_the_client_a_working_link_when_the_task_completes(django_capture_on_commit_callbacks):
@@ -75,8 +75,9 @@ def test_it_refuses_an_expired_link():
     assert Client().get(f"{issued.path}{task.deliverables.get().pk}").status_code == 404
 
 
-def test_it_makes_the_link_valid_seven_days_from_completion():
-    task = _completed_with_file()
+def test_it_makes_the_link_valid_seven_days_from_completion(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):  # the e-mail issues the link when it is sent
+        task = _completed_with_file()
     link = DeliveryLink.objects.get(task=task)
     assert link.expires_at == task.completed_at + timedelta(days=7)
 

@@ -194,9 +194,7 @@ def test_a_view_only_staff_user_cannot_move_a_task_in_the_admin(viewer, superuse
 
 def test_a_view_only_staff_user_cannot_send_a_new_delivery_link_in_the_admin(viewer, superuser):
     task = TaskFactory(status="completed")
-    _refused_then_allowed(
-        viewer, superuser, _action(TASKS, "new_delivery_link", task.pk), lambda: task.delivery_links.exists()
-    )
+    _refused_then_allowed(viewer, superuser, _action(TASKS, "new_delivery_link", task.pk), lambda: task.emails.exists())
 
 
 def test_a_view_only_staff_user_cannot_revoke_a_key_in_the_admin(viewer, superuser):

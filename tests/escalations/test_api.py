@@ -5,7 +5,7 @@ import hashlib
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from agency.models import ApiKey, Deliverable, DeliveryLink
+from agency.models import ApiKey, ClientEmail, Deliverable
 from escalations.models import Escalation
 from tests.agency.factories import TaskFactory
 from tests.conftest import client_with_key
@@ -106,7 +106,7 @@ def test_it_completes_the_task_with_a_deliverable_uploaded_through_the_api(write
     assert (deliverable.name, deliverable.content_type, deliverable.size) == ("report.csv", "text/csv", 19)
     assert deliverable.sha256 == hashlib.sha256(b"month,total\njan,10\n").hexdigest()
     assert (deliverable_files / deliverable.file.name).read_bytes() == b"month,total\njan,10\n"
-    assert DeliveryLink.objects.filter(task=task).count() == 1  # the client gets the work
+    assert ClientEmail.objects.get(task=task).to == task.client.email  # the client is e-mailed the work
     assert Escalation.objects.get(pk=untouched["id"]).status == "open"
     assert not Deliverable.objects.filter(task=other).exists()
 
