@@ -350,6 +350,10 @@ HIGH_VALUE_THRESHOLD_CENTS = env_int("HIGH_VALUE_THRESHOLD_CENTS", 20000, minimu
 TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 3, minimum=1)
 # Largest task input accepted (bytes); larger answers 413.
 TASK_INPUT_MAX_BYTES = env_int("TASK_INPUT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+# Largest API request body, JSON or multipart alike (default: a task input plus 1 MiB of fields);
+# larger answers 413 before it is read. Form fields of a multipart body get the same limit.
+API_BODY_MAX_BYTES = env_int("API_BODY_MAX_BYTES", TASK_INPUT_MAX_BYTES + 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_BODY_MAX_BYTES
 # An XLSX input is a ZIP archive: its parts are inflated to check it, within these bounds
 # (a few kilobytes can inflate to gigabytes); beyond them it is refused with 400.
 UPLOAD_XLSX_MAX_PARTS = env_int("UPLOAD_XLSX_MAX_PARTS", 10_000, minimum=10)

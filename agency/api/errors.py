@@ -9,6 +9,7 @@ id is on the error's log line.
 """
 
 import structlog
+from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -27,6 +28,12 @@ logger = structlog.get_logger(__name__)
 
 # Exceptions Django already turns into the right 4xx answer.
 _HANDLED_BY_DJANGO = (Http404, PermissionDenied, SuspiciousOperation, BadRequest)
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request is too large."
+    default_code = "too_large"
 
 
 class Conflict(exceptions.APIException):
@@ -100,6 +107,10 @@ class JsonErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/api/"):
+            refused = _body_refused(request)
+            if refused is not None:
+                return refused
         if _has_nul(request):
             # PostgreSQL refuses NUL in text: a path or query value carrying one would fail
             # as a 500 wherever it reaches the database (admin searches, path parameters).
@@ -125,6 +136,17 @@ class JsonErrorMiddleware:
             span.record_exception(exception)
         logger.exception("unhandled_exception", path=request.path, method=request.method)
         return json_error(500, "Internal server error.", "server_error")
+
+
+def _body_refused(request: HttpRequest) -> JsonResponse | None:
+    """An API body whose declared length is not a number, or is over `API_BODY_MAX_BYTES`, is refused
+    before anything reads it (the JSON parser also stops reading at the limit)."""
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdecimal():
+        return json_error(400, "Content-Length must be a whole number of bytes.", "bad_request")
+    if int(declared) > settings.API_BODY_MAX_BYTES:
+        return json_error(413, f"The request body is over {settings.API_BODY_MAX_BYTES} bytes.", "too_large")
+    return None
 
 
 def _has_nul(request: HttpRequest) -> bool:

@@ -5,6 +5,7 @@ import io
 import json
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
@@ -17,7 +18,10 @@ class JsonParser(parsers.JSONParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
-        raw = stream.read() if stream is not None else b""
+        limit = settings.API_BODY_MAX_BYTES
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:  # a body longer than it said it was (chunked, or a lying Content-Length)
+            raise RequestDataTooBig(f"The request body is over {limit} bytes.")  # 413 (JsonErrorMiddleware)
         try:
             text = raw.decode(encoding)
         except (LookupError, UnicodeDecodeError):

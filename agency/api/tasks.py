@@ -2,7 +2,6 @@
 
 import django_filters
 import structlog
-from django.conf import settings
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -13,6 +12,7 @@ from rest_framework.views import APIView
 
 from agency import pricing
 from agency.api.auth import actor_of
+from agency.api.errors import PayloadTooLarge
 from agency.api.filters import IsoDateTimeFilter
 from agency.api.idempotency import idempotent
 from agency.models import Client, Domain, Task
@@ -27,12 +27,6 @@ from agency.services.tasks import TaskOrder, task_cancel, task_create
 from agency.services.uploads import UploadRejected, UploadTooLarge, upload_from_text, upload_validate
 
 logger = structlog.get_logger(__name__)
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request is too large."
-    default_code = "too_large"
 
 
 class PaymentsUnavailable(exceptions.APIException):
@@ -157,13 +151,6 @@ class TaskListCreateApi(ListAPIView):
 
     api_access = {"GET": ("read", ("agency.view_task",)), "POST": ("write", ("agency.add_task",))}
 
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        # Before anything reads the body (the Idempotency-Key fingerprint would):
-        # a body that cannot be accepted is refused unread.
-        if request.method == "POST" and _declared_length(request) > settings.TASK_INPUT_MAX_BYTES + 1024 * 1024:
-            raise PayloadTooLarge()
-
     def get_queryset(self):
         return Task.objects.select_related("domain", "client").order_by("-created_at", "-id")
 
@@ -199,13 +186,6 @@ class TaskListCreateApi(ListAPIView):
         if checkout_url:
             body["checkout_url"] = checkout_url
         return Response(body, status=status.HTTP_201_CREATED)
-
-
-def _declared_length(request: Request) -> int:
-    raw = request.META.get("CONTENT_LENGTH") or "0"
-    if not raw.isdecimal():
-        raise exceptions.ParseError("Content-Length must be a whole number of bytes.")
-    return int(raw)
 
 
 def _upload(data: dict):

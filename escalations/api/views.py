@@ -10,8 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agency.api.auth import actor_of
+from agency.api.errors import PayloadTooLarge
 from agency.api.idempotency import idempotent
-from agency.api.tasks import PayloadTooLarge
 from agency.models import Task
 from escalations.models import Escalation
 from escalations.services import escalation_acknowledge, escalation_open, escalation_resolve

@@ -12,6 +12,7 @@ from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
 from agency.models import ApiKey, Task
+from escalations.models import Escalation
 from tests.agency.factories import TaskFactory
 from tests.conftest import client_with_key
 from tests.escalations.factories import escalate
@@ -363,3 +364,29 @@ def test_it_answers_4xx_or_a_redirect_to_hostile_admin_paths(admin_client, path)
 
 def test_it_answers_400_to_a_nul_in_the_trace_search(admin_client):
     assert admin_client.get("/admin/traces/?trace_id=%00").status_code == 400
+
+
+# --- Body size: one limit for JSON and multipart ------------------------------------------
+
+
+@pytest.fixture
+def small_bodies(settings):
+    settings.API_BODY_MAX_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096
+    return 4096
+
+
+def test_it_refuses_a_json_body_over_the_limit_before_reading_it(operator, small_bodies):
+    task = TaskFactory(status="processing")
+    body = json.dumps({"task": task.pk, "detail": "x" * small_bodies})
+    response = operator.post("/api/v1/escalations", body, content_type="application/json")
+    _assert_json_error(response, 413, "too_large")
+    assert not Escalation.objects.exists()
+    fits = json.dumps({"task": task.pk, "detail": "x" * (small_bodies - 100)})
+    assert operator.post("/api/v1/escalations", fits, content_type="application/json").status_code == 201
+
+
+def test_it_refuses_a_multipart_text_field_over_the_same_limit(operator, small_bodies):
+    order = {"domain": "legal", "title": "T", "client_email": "c@example.com", "payment": "prepaid"}
+    response = operator.post(TASKS, {**order, "input_csv": "a,b\n" + "1,2\n" * small_bodies}, format="multipart")
+    _assert_json_error(response, 413, "too_large")
+    assert not Task.objects.exists()
