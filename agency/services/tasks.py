@@ -189,5 +189,16 @@ def task_flag(*, task: Task, note: str, actor: str) -> None:
     logger.warning("task_flagged", task_id=task.pk, note=note, actor=actor)
 
 
+REFUND_AFTER_CANCEL = "Refund the client: cancelled after payment."
+
+
 def task_cancel(*, task: Task, actor: str, reason: str = "") -> Task:
-    return task_transition(task=task, to=S.CANCELLED, actor=actor, reason=reason or "cancelled")
+    """Cancel a pending or paid task. A paid one is flagged for a refund in the same transaction:
+    the transition is a compare-and-set on `paid`, so the flag goes with exactly the cancels that
+    took money back from the pipeline."""
+    was_paid = task.status == S.PAID
+    with transaction.atomic():
+        task_transition(task=task, to=S.CANCELLED, actor=actor, reason=reason or "cancelled")
+        if was_paid:
+            task_flag(task=task, note=REFUND_AFTER_CANCEL, actor=actor)
+    return task

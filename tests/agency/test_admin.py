@@ -69,6 +69,19 @@ def test_it_cancels_through_the_state_machine(admin_client):
     assert task.status == "cancelled"
 
 
+def test_it_flags_only_the_paid_tasks_it_cancels_for_a_refund(admin_client):
+    paid, pending = TaskFactory(status="paid"), TaskFactory(status="pending")
+    paid_earlier_note = TaskFactory(status="paid", needs_operator=True, operator_note="Check the input file.")
+    selected = [t.pk for t in (paid, pending, paid_earlier_note)]
+    admin_client.post("/admin/agency/task/", {"action": "cancel", "_selected_action": selected})
+    for task in (paid, pending, paid_earlier_note):
+        task.refresh_from_db()
+        assert task.status == "cancelled"
+    assert (paid.needs_operator, paid.operator_note) == (True, "Refund the client: cancelled after payment.")
+    assert (pending.needs_operator, pending.operator_note) == (False, "")
+    assert paid_earlier_note.operator_note == "Check the input file.\nRefund the client: cancelled after payment."
+
+
 def test_it_does_not_let_an_operator_edit_a_status_by_hand(admin_client):
     task = TaskFactory(status="pending")
     page = admin_client.get(f"/admin/agency/task/{task.pk}/change/").content.decode()
