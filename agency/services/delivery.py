@@ -29,6 +29,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agency.cache import CACHE_OUTAGES, cache_outage_tolerated
+from agency.errors import DomainError
 from agency.models import Deliverable, DeliveryLink, Task
 
 logger = structlog.get_logger(__name__)
@@ -103,6 +104,17 @@ def _send_link(email: str, title: str, url: str) -> None:
         from_email=None,
         recipient_list=[email],
     )
+
+
+def delivery_link_revoke(*, link: DeliveryLink, actor: str) -> DeliveryLink:
+    """Stop a link at once (a leaked e-mail, a client who should no longer have the files): from
+    then on its page and downloads answer like an unknown link's. Other links of the task still work."""
+    revoked = DeliveryLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    if not revoked:
+        raise DomainError("This delivery link is already revoked.", existing_id=link.pk)
+    link.refresh_from_db(fields=["revoked_at"])
+    logger.info("delivery_link_revoked", task_id=link.task_id, link_id=link.pk, actor=actor)
+    return link
 
 
 def client_bucket(ip: str) -> str:
