@@ -17,7 +17,7 @@ from agency.models import (
     TaskEvent,
 )
 from agency.services.api_keys import api_key_create, api_key_revoke
-from agency.services.delivery import DeliveryRefused, delivery_email_enqueue
+from agency.services.delivery import DeliveryRefused, delivery_email_enqueue, delivery_link_revoke
 from agency.services.tasks import task_cancel, task_transition
 
 
@@ -216,9 +216,26 @@ class StripeEventAdmin(ReadOnlyAdmin):
 
 @admin.register(DeliveryLink)
 class DeliveryLinkAdmin(ReadOnlyAdmin):
+    """Links are issued by services (completion, the task's *new delivery link* action); an operator
+    can only revoke them. A new link leaves older ones working: revoke those that should stop."""
+
     list_display = ["task", "downloads", "max_downloads", "expires_at", "revoked_at", "created_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     list_select_related = ["task"]
     exclude = ["token_hash"]
+    actions = ["revoke"]
+
+    def has_revoke_permission(self, request) -> bool:
+        # Links are never edited by hand, but whoever may change them may stop one.
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description="Revoke selected links (they answer 404 from now on)", permissions=["revoke"])
+    def revoke(self, request, queryset):
+        actor = admin_actor(request)
+        revoked, refused = each_row(queryset, lambda link: delivery_link_revoke(link=link, actor=actor))
+        self.message_user(request, f"Revoked {revoked} delivery link(s).")
+        if refused:
+            self.message_user(request, "Skipped: " + "; ".join(refused), level=messages.WARNING)
 
 
 @admin.register(CycleRun)

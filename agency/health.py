@@ -1,8 +1,12 @@
 """`GET /healthz`: can this process reach what it needs? Public, no secrets."""
 
+import os
+import secrets
+import threading
 import time
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
@@ -27,12 +31,45 @@ def database_check() -> dict:
     return {"ok": True, "vendor": connection.vendor}
 
 
+# The last broker answer per broker URL (and when it came), reused for HEALTH_BROKER_CACHE_SECONDS: probes from
+# several load balancers cost the broker one connection per process every few seconds, and a
+# hung broker costs at most one timeout per process in that time, not one per probe.
+_broker_seen: dict[str, tuple[float, dict]] = {}
+
+
 def broker_check() -> dict:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return {"ok": True, "mode": "eager"}
-    with celery_app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=settings.HEALTH_CHECK_TIMEOUT_SECONDS)
+    url, now = celery_app.conf.broker_write_url or celery_app.conf.broker_url, time.monotonic()
+    seen = _broker_seen.get(url)
+    if seen is not None and now - seen[0] < settings.HEALTH_BROKER_CACHE_SECONDS:
+        return {**seen[1], "cached": True}
+    try:
+        result = _broker_probe()
+    except Exception as exc:  # reported (and remembered) like a success
+        result = {"ok": False, "error": type(exc).__name__}
+    _broker_seen[url] = (now, result)
+    return result
+
+
+def _broker_probe() -> dict:
+    timeout = settings.HEALTH_CHECK_TIMEOUT_SECONDS
+    # One attempt (kombu's retries sleep 2 s before the second), and a Redis that accepts the
+    # connection but never answers must not hold the probe either.
+    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    with celery_app.connection_for_write(connect_timeout=timeout, transport_options=options) as conn:
+        conn.ensure_connection(max_retries=0)
     return {"ok": True, "mode": "broker", "transport": conn.transport_cls}
+
+
+def cache_check() -> dict:
+    """Write a short-lived key and read it back (bounded by the cache's socket timeouts)."""
+    key, value = f"healthz:{os.getpid()}:{threading.get_ident()}", secrets.token_hex(8)
+    cache.set(key, value, timeout=10)
+    backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
+    if cache.get(key) != value:
+        return {"ok": False, "backend": backend, "error": "the value read back differs"}
+    return {"ok": True, "backend": backend}
 
 
 def model_gateway_check() -> dict:
@@ -46,6 +83,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     checks = {
         "database": _timed(database_check),
         "broker": _timed(broker_check),
+        "cache": _timed(cache_check),
         "model_gateway": _timed(model_gateway_check),
     }
     healthy = all(c["ok"] for c in checks.values())

@@ -206,6 +206,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache (throttling, shared counters) ---------------------------------------
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://agency")}
+# A dead or hung Redis must cost each request milliseconds, not the system's connect timeout
+# (minutes) or an unbounded read: throttling and the delivery counters go on without it
+# (agency/cache.py). Options given in CACHE_URL's query string win.
+CACHE_CONNECT_TIMEOUT_SECONDS = env.float("CACHE_CONNECT_TIMEOUT_SECONDS", default=0.25)
+CACHE_TIMEOUT_SECONDS = env.float("CACHE_TIMEOUT_SECONDS", default=0.5)
+if min(CACHE_CONNECT_TIMEOUT_SECONDS, CACHE_TIMEOUT_SECONDS) <= 0:
+    raise ImproperlyConfigured("CACHE_CONNECT_TIMEOUT_SECONDS and CACHE_TIMEOUT_SECONDS must be positive")
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    _cache_options = CACHES["default"].setdefault("OPTIONS", {})
+    _cache_options.setdefault("socket_connect_timeout", CACHE_CONNECT_TIMEOUT_SECONDS)
+    _cache_options.setdefault("socket_timeout", CACHE_TIMEOUT_SECONDS)
 
 # --- Auth, i18n, static -----------------------------------------------------------
 
@@ -487,4 +498,8 @@ configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT, cache=not DEBUG, secret_path_
 
 # --- Health ---------------------------------------------------------------------
 
-HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
+# How long /healthz waits for the broker, and for how long a process reuses the broker's answer.
+HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=1.0)
+HEALTH_BROKER_CACHE_SECONDS = env.float("HEALTH_BROKER_CACHE_SECONDS", default=5.0)
+if HEALTH_CHECK_TIMEOUT_SECONDS <= 0 or HEALTH_BROKER_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured("HEALTH_CHECK_TIMEOUT_SECONDS must be positive, HEALTH_BROKER_CACHE_SECONDS at least 0")

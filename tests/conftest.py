@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 
@@ -62,6 +63,30 @@ def fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(params=["refused", "hung"])
+def cache_down(request, fresh_cache):
+    """The shared cache (Redis) is down: nothing listens on its port ("refused"), or a server takes
+    the connection and never answers ("hung"). The client's socket timeouts are the settings'."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    from tests.processes import free_port, hung_port
+
+    with contextlib.ExitStack() as stack:
+        port = free_port() if request.param == "refused" else stack.enter_context(hung_port())
+        redis_cache = {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {
+                "socket_connect_timeout": settings.CACHE_CONNECT_TIMEOUT_SECONDS,
+                "socket_timeout": settings.CACHE_TIMEOUT_SECONDS,
+            },
+        }
+        # Django's setting_changed handler replaces the cache connections, so `cache` follows.
+        stack.enter_context(override_settings(CACHES={"default": redis_cache}))
+        yield request.param
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
 """Helpers for tests that start real processes (web, worker, broker) on loopback."""
 
+import contextlib
 import json
 import shutil
 import socket
@@ -18,6 +19,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def hung_port(give_up_after: float = 10.0):
+    """A loopback port that accepts connections and never answers: a hung server (the kernel
+    completes the handshake, nobody reads). Yields the port. It closes after `give_up_after`
+    seconds at the latest, so code that waits without a timeout fails the test instead of hanging it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    timer = threading.Timer(give_up_after, listener.close)
+    timer.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        timer.cancel()
+        listener.close()
 
 
 def wait_for(query, timeout: float = 60.0, what: str = "the other process"):

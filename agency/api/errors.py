@@ -21,6 +21,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from agency.cache import CACHE_OUTAGES
 from agency.errors import DomainError
 from tracing.context import current_trace_id
 
@@ -99,8 +100,9 @@ class JsonErrorMiddleware:
     """Unexpected errors answer JSON with the trace id, never a stack trace; a URL with a NUL
     character is refused before any view runs (400).
 
-    A database or broker that cannot be reached answers 503 with `Retry-After` so that
-    clients back off instead of treating the outage as a bug.
+    A database, broker or cache that cannot be reached answers 503 with `Retry-After` so that
+    clients back off instead of treating the outage as a bug (uses of the cache that fail open
+    catch its errors themselves: agency/cache.py).
     """
 
     def __init__(self, get_response):
@@ -124,7 +126,7 @@ class JsonErrorMiddleware:
             return json_error(413, "The request body is too large.", "too_large")
         if isinstance(exception, _HANDLED_BY_DJANGO):
             return _client_error(request, exception)
-        if isinstance(exception, (OperationalError, InterfaceError, BrokerUnavailable)) or (
+        if isinstance(exception, (OperationalError, InterfaceError, BrokerUnavailable, *CACHE_OUTAGES)) or (
             type(exception) is DatabaseError
         ):
             logger.error("dependency_unavailable", path=request.path, error=f"{type(exception).__name__}: {exception}")

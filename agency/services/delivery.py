@@ -7,7 +7,9 @@ concurrent downloads never pass the limit. Failed attempts are counted in
 the shared cache per client address (an IPv6 /64 counts as one) and per
 task: an address past its limit is refused before any token is looked at; a
 task past its limit answers wrong tokens with 429, so guessing gets nowhere,
-while its client's real link keeps working.
+while its client's real link keeps working. When the cache is down the counters
+fail open (agency/cache.py): the token's 256 bits are the protection, and a
+cache outage must not lock clients out of files they paid for.
 """
 
 import hashlib
@@ -25,6 +27,8 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from agency.cache import CACHE_OUTAGES, cache_outage_tolerated
+from agency.errors import DomainError
 from agency.models import ClientEmail, Deliverable, DeliveryLink, Task
 from agency.outbox import Outbox, mail_send, outbox_kick, outbox_purge, outbox_send_due, relaying
 from agency.services.tasks import task_flag
@@ -165,6 +169,17 @@ def client_emails_relay_kick() -> None:
     outbox_kick(relay_task, name="client_emails_relay")
 
 
+def delivery_link_revoke(*, link: DeliveryLink, actor: str) -> DeliveryLink:
+    """Stop a link at once (a leaked e-mail, a client who should no longer have the files): from
+    then on its page and downloads answer like an unknown link's. Other links of the task still work."""
+    revoked = DeliveryLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    if not revoked:
+        raise DomainError("This delivery link is already revoked.", existing_id=link.pk)
+    link.refresh_from_db(fields=["revoked_at"])
+    logger.info("delivery_link_revoked", task_id=link.task_id, link_id=link.pk, actor=actor)
+    return link
+
+
 def client_bucket(ip: str) -> str:
     """The address a failure is counted against: IPv6 clients by their /64, as they own all of it."""
     try:
@@ -189,22 +204,39 @@ def _ip_key(ip: str) -> str:
 
 
 def delivery_throttle_check(*, ip: str) -> None:
-    """Refuse early when this address has failed too often lately."""
-    if _counter(_ip_key(ip)) >= settings.DELIVERY_MAX_FAILURES_PER_IP:
+    """Refuse early when this address has failed too often lately (never when the cache is down)."""
+    try:
+        failures = _counter(_ip_key(ip))
+    except CACHE_OUTAGES as exc:
+        cache_outage_tolerated(exc, use="delivery_throttle")
+        return
+    if failures >= settings.DELIVERY_MAX_FAILURES_PER_IP:
         raise DeliveryThrottled(retry_after=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
 
 
 def delivery_failure_record(*, task_id: int, ip: str) -> None:
-    """Count a failed attempt; once a task has too many, wrong tokens for it answer 429 instead of 404."""
-    for key in (_task_key(task_id), _ip_key(ip)):
-        # add() then incr(): atomic in a shared cache, and the window starts at the first failure.
-        cache.add(key, 0, timeout=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
-    if _counter(_task_key(task_id)) > settings.DELIVERY_MAX_FAILURES_PER_TASK:
+    """Count a failed attempt; once a task has too many, wrong tokens for it answer 429 instead of 404.
+
+    Without the cache the attempt goes uncounted (the caller answers its usual 404).
+    """
+    try:
+        for key in (_task_key(task_id), _ip_key(ip)):
+            _count(key)
+        task_failures = _counter(_task_key(task_id))
+    except CACHE_OUTAGES as exc:
+        cache_outage_tolerated(exc, use="delivery_throttle")
+        return
+    if task_failures > settings.DELIVERY_MAX_FAILURES_PER_TASK:
         raise DeliveryThrottled(retry_after=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
+
+
+def _count(key: str) -> None:
+    # add() then incr(): atomic in a shared cache, and the window starts at the first failure.
+    cache.add(key, 0, timeout=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
+    try:
+        cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=settings.DELIVERY_FAILURE_WINDOW_SECONDS)
 
 
 def delivery_link_open(*, task_id: int, token: str) -> DeliveryLink:

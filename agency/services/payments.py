@@ -4,6 +4,14 @@ Every event id is stored once (a unique constraint), in the same transaction
 as the change it causes, so replays and parallel copies of one event change
 a task at most once. A task only moves forward: an event that arrives after
 the task has moved on is recorded and ignored.
+
+A delayed payment method (a bank debit) that fails sends
+`checkout.session.async_payment_failed`: the session is complete, so it will
+neither be paid nor expire. The task stays `pending` and is flagged: an
+operator asks the client to pay another way, then marks it paid or cancels it.
+Cancelling at once would lose the order, and Stripe does not promise to deliver
+events in order, so a success for the same session may still arrive; it pays
+the task and withdraws that failure's note (`task_unflag`), and no other.
 """
 
 import json
@@ -18,13 +26,15 @@ from django.utils import timezone
 
 from agency.models import StripeEvent, Task, TaskEvent
 from agency.models.tasks import private_storage
-from agency.services.tasks import InvalidTransition, task_flag, task_transition
+from agency.services.tasks import InvalidTransition, task_flag, task_transition, task_unflag
 
 logger = structlog.get_logger(__name__)
 
 Outcome = StripeEvent.Outcome
 PAID_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
 EXPIRED_EVENT = "checkout.session.expired"
+ASYNC_FAILED_EVENT = "checkout.session.async_payment_failed"
+HANDLED_EVENTS = {*PAID_EVENTS, EXPIRED_EVENT, ASYNC_FAILED_EVENT}
 
 
 class PaymentsNotConfigured(Exception):
@@ -193,7 +203,7 @@ def _task_of(session: dict) -> Task | None:
 
 
 def _apply(event_type: str, session: dict, task: Task | None) -> tuple[str, str]:
-    if event_type not in PAID_EVENTS and event_type != EXPIRED_EVENT:
+    if event_type not in HANDLED_EVENTS:
         return Outcome.IGNORED, f"{event_type} is not handled"
     if task is None:
         return Outcome.FLAGGED, "no task matches this session"
@@ -204,6 +214,8 @@ def _apply(event_type: str, session: dict, task: Task | None) -> tuple[str, str]
             return Outcome.IGNORED, f"expired, but the task is already {task.status}"
         task_transition(task=task, to=Task.Status.CANCELLED, actor="stripe", reason="checkout session expired")
         return Outcome.PROCESSED, "checkout expired: task cancelled"
+    if event_type == ASYNC_FAILED_EVENT:
+        return _payment_failed(session, task)
     if task.status == Task.Status.CANCELLED:
         return _flag(task, "paid after the task was cancelled: refund the client")
     if task.status != Task.Status.PENDING:
@@ -214,7 +226,25 @@ def _apply(event_type: str, session: dict, task: Task | None) -> tuple[str, str]
     if problem:
         return _flag(task, problem)
     task_transition(task=task, to=Task.Status.PAID, actor="stripe", reason=f"{event_type} {session.get('id')}")
+    task_unflag(task=task, note=_note(_failure_of(session)), actor="stripe")
     return Outcome.PROCESSED, "paid"
+
+
+def _failure_of(session: dict) -> str:
+    return (
+        f"the delayed payment of session {session.get('id')} failed: ask the client to pay another way, "
+        "then mark the task paid or cancel it"
+    )
+
+
+def _payment_failed(session: dict, task: Task) -> tuple[str, str]:
+    if task.status == Task.Status.PENDING:
+        return _flag(task, _failure_of(session))
+    if TaskEvent.objects.filter(task=task, to_status=Task.Status.PAID, actor="stripe").exists():
+        # Stripe sends one outcome per payment: a failure after its success needs a person.
+        session_id = session.get("id")
+        return _flag(task, f"session {session_id} was paid, then its delayed payment failed: check it in Stripe")
+    return Outcome.IGNORED, f"delayed payment failed, but the task is already {task.status} by other means"
 
 
 def _payment_problem(session: dict, task: Task) -> str:
@@ -226,7 +256,11 @@ def _payment_problem(session: dict, task: Task) -> str:
     return ""
 
 
+def _note(problem: str) -> str:
+    return f"Stripe: {problem}"
+
+
 def _flag(task: Task, problem: str) -> tuple[str, str]:
     """Leave the task as it is and ask a person to look."""
-    task_flag(task=task, note=f"Stripe: {problem}", actor="stripe")
+    task_flag(task=task, note=_note(problem), actor="stripe")
     return Outcome.FLAGGED, problem

@@ -220,5 +220,39 @@ def task_flag(*, task: Task, note: str, actor: str) -> None:
     logger.warning("task_flagged", task_id=task.pk, note=note, actor=actor)
 
 
+def task_unflag(*, task: Task, note: str, actor: str) -> bool:
+    """Withdraw a note an earlier `task_flag` added, now that it no longer holds (a failed payment
+    paid after all). Only lines equal to `note` go; the flag stays up while other notes remain.
+
+    A compare-and-set on the note as read: if an operator edits it meanwhile, their text wins and
+    the note stays (returns False), which costs a person a look, never a lost note.
+    """
+    note = note.strip()
+    seen = Task.objects.filter(pk=task.pk).values_list("operator_note", flat=True).get()
+    lines = seen.split("\n")
+    kept = "\n".join(line for line in lines if line.strip() != note)
+    if kept == seen:
+        return False
+    changes = {"operator_note": kept, "updated_at": timezone.now()}
+    if not kept.strip():
+        changes["needs_operator"] = False
+    if not Task.objects.filter(pk=task.pk, operator_note=seen).update(**changes):
+        return False
+    task.refresh_from_db(fields=["needs_operator", "operator_note", "updated_at"])
+    logger.info("task_unflagged", task_id=task.pk, note=note, actor=actor)
+    return True
+
+
+REFUND_AFTER_CANCEL = "Refund the client: cancelled after payment."
+
+
 def task_cancel(*, task: Task, actor: str, reason: str = "") -> Task:
-    return task_transition(task=task, to=S.CANCELLED, actor=actor, reason=reason or "cancelled")
+    """Cancel a pending or paid task. A paid one is flagged for a refund in the same transaction:
+    the transition is a compare-and-set on `paid`, so the flag goes with exactly the cancels that
+    took money back from the pipeline."""
+    was_paid = task.status == S.PAID
+    with transaction.atomic():
+        task_transition(task=task, to=S.CANCELLED, actor=actor, reason=reason or "cancelled")
+        if was_paid:
+            task_flag(task=task, note=REFUND_AFTER_CANCEL, actor=actor)
+    return task

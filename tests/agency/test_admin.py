@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from agency.models import DeliveryLink, Domain, IdempotencyRecord, StripeEvent, TaskEvent
 from agency.services.api_keys import api_key_create
+from agency.services.delivery import delivery_link_issue
 from tests.agency.factories import ClientFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +68,33 @@ def test_it_cancels_through_the_state_machine(admin_client):
     admin_client.post("/admin/agency/task/", {"action": "cancel", "_selected_action": [task.pk]})
     task.refresh_from_db()
     assert task.status == "cancelled"
+
+
+def test_it_flags_only_the_paid_tasks_it_cancels_for_a_refund(admin_client):
+    paid, pending = TaskFactory(status="paid"), TaskFactory(status="pending")
+    paid_earlier_note = TaskFactory(status="paid", needs_operator=True, operator_note="Check the input file.")
+    selected = [t.pk for t in (paid, pending, paid_earlier_note)]
+    admin_client.post("/admin/agency/task/", {"action": "cancel", "_selected_action": selected})
+    for task in (paid, pending, paid_earlier_note):
+        task.refresh_from_db()
+        assert task.status == "cancelled"
+    assert (paid.needs_operator, paid.operator_note) == (True, "Refund the client: cancelled after payment.")
+    assert (pending.needs_operator, pending.operator_note) == (False, "")
+    assert paid_earlier_note.operator_note == "Check the input file.\nRefund the client: cancelled after payment."
+
+
+def test_it_revokes_the_selected_delivery_links_only(admin_client):
+    first, second = (delivery_link_issue(task=TaskFactory(status="completed")) for _ in range(2))
+    response = admin_client.post(
+        "/admin/agency/deliverylink/", {"action": "revoke", "_selected_action": [first.link.pk]}, follow=True
+    )
+    assert b"Revoked 1 delivery link(s)." in response.content
+    assert DeliveryLink.objects.get(pk=first.link.pk).revoked_at is not None
+    assert DeliveryLink.objects.get(pk=second.link.pk).revoked_at is None
+    again = admin_client.post(
+        "/admin/agency/deliverylink/", {"action": "revoke", "_selected_action": [first.link.pk]}, follow=True
+    )
+    assert b"already revoked" in again.content
 
 
 def test_it_does_not_let_an_operator_edit_a_status_by_hand(admin_client):

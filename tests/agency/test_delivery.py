@@ -7,8 +7,9 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
+from agency.errors import DomainError
 from agency.models import DeliveryLink
-from agency.services.delivery import deliverable_add, delivery_link_issue
+from agency.services.delivery import deliverable_add, delivery_link_issue, delivery_link_revoke
 from agency.services.tasks import task_transition
 from tests.agency.factories import TaskFactory
 from tests.concurrency import run_at_once
@@ -151,3 +152,27 @@ def test_it_counts_failures_against_the_address_our_proxy_saw(settings):
     assert blocked.status_code == 429
     other = Client(REMOTE_ADDR=proxy).get(_link(task).path, HTTP_X_FORWARDED_FOR="203.0.113.51")
     assert other.status_code == 200
+
+
+def test_it_refuses_a_revoked_link_like_an_unknown_one_and_leaves_other_links_working():
+    task, other = _completed_with_file(), _completed_with_file()
+    revoked, kept, others = _link(task), _link(task), _link(other)
+    delivery_link_revoke(link=revoked.link, actor="admin:user:1")
+    file_url = f"{revoked.path}{task.deliverables.get().pk}"
+    page, download = Client().get(revoked.path), Client().get(file_url)
+    unknown = Client().get(f"/deliver/{task.pk}/never-issued/")
+    assert (page.status_code, download.status_code) == (404, 404)
+    assert page.content == unknown.content  # nothing tells a revoked link from one never issued
+    assert DeliveryLink.objects.get(pk=revoked.link.pk).downloads == 0
+    assert Client().get(kept.path).status_code == 200  # the same task's other link
+    assert Client().get(f"{kept.path}{task.deliverables.get().pk}").status_code == 200
+    assert Client().get(others.path).status_code == 200
+
+
+def test_it_revokes_a_link_once():
+    issued = _link(_completed_with_file())
+    link = delivery_link_revoke(link=issued.link, actor="admin:user:1")
+    assert link.revoked_at is not None
+    with pytest.raises(DomainError, match="already revoked"):
+        delivery_link_revoke(link=issued.link, actor="admin:user:1")
+    assert DeliveryLink.objects.get(pk=issued.link.pk).revoked_at == link.revoked_at

@@ -331,3 +331,70 @@ def test_it_processes_ten_parallel_copies_of_one_event_once(fake_stripe):
     assert _work_enqueued(task) == 1
     task.refresh_from_db()
     assert task.status == "paid"
+
+
+def _failed(task) -> dict:
+    return session_event("checkout.session.async_payment_failed", task=task, payment_status="unpaid")
+
+
+@pytest.mark.django_db
+def test_it_flags_a_failed_delayed_payment_and_leaves_the_task_pending(client, fake_stripe, pending):
+    other = TaskFactory(status="pending", payment="stripe", stripe_session_id="cs_test_other", price_cents=26250)
+    response = _post_event(client, _failed(pending))
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "flagged"
+    pending.refresh_from_db()
+    other.refresh_from_db()
+    assert (pending.status, pending.needs_operator) == ("pending", True)
+    assert pending.operator_note == (
+        "Stripe: the delayed payment of session cs_test_abc failed: ask the client to pay another way, "
+        "then mark the task paid or cancel it"
+    )
+    assert (other.status, other.needs_operator, other.operator_note) == ("pending", False, "")
+    assert not TaskEvent.objects.filter(task=pending).exists()  # no move, no audit event
+
+
+@pytest.mark.django_db
+def test_a_later_success_pays_the_task_and_withdraws_only_that_failures_note(client, fake_stripe, pending):
+    from agency.services.tasks import task_flag
+
+    task_flag(task=pending, note="Client asked for an invoice.", actor="admin:user:1")
+    alone = TaskFactory(status="pending", payment="stripe", stripe_session_id="cs_test_alone", price_cents=26250)
+    for task in (pending, alone):
+        assert _post_event(client, _failed(task)).json()["outcome"] == "flagged"
+    succeeded = _post_event(client, session_event("checkout.session.async_payment_succeeded", task=pending))
+    assert succeeded.json()["outcome"] == "processed"
+    pending.refresh_from_db()
+    alone.refresh_from_db()
+    assert pending.status == "paid"
+    assert (pending.needs_operator, pending.operator_note) == (True, "Client asked for an invoice.")
+    # The other session's failure still stands until its own payment arrives.
+    assert alone.status == "pending" and alone.needs_operator and "cs_test_alone" in alone.operator_note
+    _post_event(client, session_event("checkout.session.async_payment_succeeded", task=alone))
+    alone.refresh_from_db()
+    assert (alone.status, alone.needs_operator, alone.operator_note) == ("paid", False, "")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("before", "outcome", "flagged"),
+    [
+        ("paid through Stripe", "flagged", True),
+        ("paid by an operator", "ignored", False),
+        ("cancelled", "ignored", False),
+    ],
+)
+def test_it_judges_a_failed_delayed_payment_by_how_the_task_moved_on(
+    client, fake_stripe, pending, before, outcome, flagged
+):
+    if before == "paid through Stripe":
+        _post_event(client, session_event("checkout.session.completed", task=pending))
+    else:
+        task_transition(task=pending, to=before.split()[0], actor="admin:user:1")
+    pending.refresh_from_db()
+    response = _post_event(client, _failed(pending))
+    assert response.json()["outcome"] == outcome
+    pending.refresh_from_db()
+    assert pending.status == before.split()[0]
+    assert pending.needs_operator is flagged
+    assert ("check it in Stripe" in pending.operator_note) is flagged

@@ -207,6 +207,19 @@ def test_a_view_only_staff_user_cannot_revoke_a_key_in_the_admin(viewer, superus
     )
 
 
+def test_a_view_only_staff_user_cannot_revoke_a_delivery_link_in_the_admin(viewer, superuser):
+    from agency.models import DeliveryLink
+    from agency.services.delivery import delivery_link_issue
+
+    issued = delivery_link_issue(task=TaskFactory(status="completed"))
+    _refused_then_allowed(
+        viewer,
+        superuser,
+        _action("/admin/agency/deliverylink/", "revoke", issued.link.pk),
+        lambda: DeliveryLink.objects.get(pk=issued.link.pk).revoked_at is not None,
+    )
+
+
 @pytest.mark.parametrize(
     ("action", "done"),
     [

@@ -150,3 +150,27 @@ def test_it_refuses_a_malformed_proxy_header_setting():
     result = _start(**PRODUCTION, DJANGO_SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto")
     assert result.returncode != 0
     assert "DJANGO_SECURE_PROXY_SSL_HEADER" in result.stderr
+
+
+def _cache_settings(**env) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", "import django, json; django.setup(); from django.conf import settings; "
+         "print(json.dumps(settings.CACHES['default']))"],
+        cwd=ROOT, env={**_start_env(), **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_it_bounds_every_redis_cache_call_with_socket_timeouts():
+    cache = _cache_settings(CACHE_URL="redis://127.0.0.1:6379/1")
+    assert cache["OPTIONS"] == {"socket_connect_timeout": 0.25, "socket_timeout": 0.5}
+    tuned = _cache_settings(CACHE_URL="redis://127.0.0.1:6379/1?socket_timeout=2", CACHE_CONNECT_TIMEOUT_SECONDS="0.1")
+    assert tuned["OPTIONS"] == {"socket_connect_timeout": 0.1, "socket_timeout": 2}  # the URL's own option wins
+    assert "OPTIONS" not in _cache_settings()  # the in-process default cache takes no socket options
+
+
+def test_it_refuses_a_cache_timeout_of_zero():
+    result = _start(CACHE_URL="redis://127.0.0.1:6379/1", CACHE_TIMEOUT_SECONDS="0")
+    assert result.returncode != 0
+    assert "CACHE_CONNECT_TIMEOUT_SECONDS and CACHE_TIMEOUT_SECONDS must be positive" in result.stderr

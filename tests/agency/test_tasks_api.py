@@ -177,6 +177,19 @@ def test_it_cancels_a_task_that_has_not_started(writer):
     assert TaskEvent.objects.get(task=task).reason == "client changed their mind"
 
 
+def test_it_flags_a_paid_task_for_a_refund_when_it_is_cancelled(writer):
+    paid, pending = TaskFactory(status="paid"), TaskFactory(status="pending")
+    answers = {t.pk: writer.post(f"{URL}/{t.pk}/cancel", format="json") for t in (paid, pending)}
+    assert [a.status_code for a in answers.values()] == [200, 200]
+    assert answers[paid.pk].json()["needs_operator"] is True
+    assert answers[pending.pk].json()["needs_operator"] is False
+    paid.refresh_from_db()
+    pending.refresh_from_db()
+    assert (paid.status, paid.needs_operator) == ("cancelled", True)
+    assert paid.operator_note == "Refund the client: cancelled after payment."
+    assert (pending.status, pending.needs_operator, pending.operator_note) == ("cancelled", False, "")
+
+
 def test_it_refuses_to_cancel_a_completed_task_with_409(writer):
     task = TaskFactory(status="completed")
     response = writer.post(f"{URL}/{task.pk}/cancel")
