@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -125,3 +126,21 @@ def broker_start(port: int) -> subprocess.Popen:
         [redis_server(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def broker_down_env(**extra: str) -> tuple[dict, int]:
+    """The environment of processes whose broker is down (nothing listens on its port yet) and that
+    share the test database; returns it and the broker's port, where `broker_start` brings it back."""
+    from tests.conftest import database_url
+
+    redis_server()  # before anything starts: the test must be able to bring the broker back
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0",
+        "CELERY_BROKER_CONNECTION_TIMEOUT": "1",
+        "LOG_FORMAT": "json",
+        **extra,
+    }
+    return env, port

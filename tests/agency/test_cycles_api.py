@@ -1,14 +1,12 @@
 """Agency cycles through the API (docs/api.md): queued runs, their results, and a broker outage."""
 
-import os
 import subprocess
 
 import httpx
 import pytest
 
 from agency.models import ApiKey, CycleRun, IdempotencyRecord
-from tests.conftest import database_url
-from tests.processes import broker_start, free_port, json_lines, redis_server, stop, wait_for, web_answers, web_start
+from tests.processes import broker_down_env, broker_start, json_lines, stop, wait_for, web_answers, web_start
 
 URL = "/api/v1/cycles"
 
@@ -42,15 +40,7 @@ def test_it_answers_404_for_an_unknown_or_malformed_cycle_id(read_client):
 @pytest.mark.celery_worker
 @pytest.mark.django_db(transaction=True)
 def test_a_cycle_asked_for_while_the_broker_is_down_is_refused_and_never_replayed_as_accepted(issue_key):
-    redis_server()
-    broker_port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:{broker_port}/0",  # nothing listens there yet
-        "CELERY_BROKER_CONNECTION_TIMEOUT": "1",
-        "LOG_FORMAT": "json",
-    }
+    env, broker_port = broker_down_env()
     headers = {"Authorization": f"Bearer {issue_key(ApiKey.Scope.OPERATOR)}", "Idempotency-Key": "nightly-1"}
     processes, lines = [], []
     try:

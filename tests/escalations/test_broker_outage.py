@@ -6,7 +6,6 @@ pass: the other processes must share the test database.
 """
 
 import json
-import os
 import subprocess
 import time
 
@@ -16,14 +15,12 @@ import pytest
 from agency.models import ApiKey
 from escalations.models import Escalation, Notification
 from tests.agency.factories import TaskFactory
-from tests.conftest import database_url
 from tests.escalations import fakes
 from tests.escalations.factories import ChannelFactory
 from tests.processes import (
+    broker_down_env,
     broker_start,
-    free_port,
     json_lines,
-    redis_server,
     stop,
     wait_for,
     web_answers,
@@ -35,19 +32,12 @@ pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)
 
 
 def test_notifications_wait_out_a_broker_outage_and_go_out_once_it_is_back(issue_key):
-    redis_server()  # before anything starts
-    broker_port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:{broker_port}/0",  # nothing listens there yet
-        "CELERY_BROKER_CONNECTION_TIMEOUT": "1",
-        "NOTIFY_RELAY_INTERVAL_SECONDS": "1",
-        "NOTIFY_SECRET_TEST_WEBHOOK": fakes.WEBHOOK_SECRET,
-        "NOTIFY_ALLOW_PRIVATE_TARGETS": "true",  # the receiver is on loopback
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "INFO",
-    }
+    env, broker_port = broker_down_env(
+        NOTIFY_RELAY_INTERVAL_SECONDS="1",
+        NOTIFY_SECRET_TEST_WEBHOOK=fakes.WEBHOOK_SECRET,
+        NOTIFY_ALLOW_PRIVATE_TARGETS="true",  # the receiver is on loopback
+        LOG_LEVEL="INFO",
+    )
     key = issue_key(ApiKey.Scope.WRITE)
     processes = []
     web_lines: list[dict] = []
