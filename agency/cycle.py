@@ -130,7 +130,21 @@ def _ms_since(started: float) -> int:
 
 def housekeeping() -> dict:
     """Forget stored Idempotency-Key answers older than their replay window; cancel card-paid tasks
-    whose checkout was never opened (their creating process died)."""
+    whose checkout was never opened (their creating process died); close cycle runs that never ended."""
     cutoff = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
-    return {"idempotency_records_purged": deleted, "abandoned_checkouts_cancelled": checkout_abandoned_cancel()}
+    return {
+        "idempotency_records_purged": deleted,
+        "abandoned_checkouts_cancelled": checkout_abandoned_cancel(),
+        "stuck_cycles_failed": cycles_stuck_fail(),
+    }
+
+
+def cycles_stuck_fail(*, now=None) -> int:
+    """Close runs still queued or running after `CYCLE_RUN_TIMEOUT_SECONDS` (a worker died mid-chain,
+    a message was lost): failed, so none shows as in progress for ever. Returns how many."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.CYCLE_RUN_TIMEOUT_SECONDS)
+    return CycleRun.objects.filter(
+        status__in=[CycleRun.Status.QUEUED, CycleRun.Status.RUNNING], created_at__lt=cutoff
+    ).update(status=CycleRun.Status.FAILED, finished_at=now)

@@ -425,6 +425,10 @@ STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
 # A card-paid task waits this long for its Checkout Session before housekeeping cancels it (the
 # process that created it died before Stripe answered).
 CHECKOUT_OPEN_TIMEOUT_SECONDS = env_int("CHECKOUT_OPEN_TIMEOUT_SECONDS", 900, minimum=60)
+if CHECKOUT_OPEN_TIMEOUT_SECONDS < 4 * STRIPE_TIMEOUT_SECONDS:
+    # Stripe is asked twice at most (one network retry): housekeeping must never cancel a task whose
+    # checkout is still being opened.
+    raise ImproperlyConfigured("CHECKOUT_OPEN_TIMEOUT_SECONDS must be at least 4 times STRIPE_TIMEOUT_SECONDS.")
 STRIPE_SUCCESS_URL = env.str(
     "STRIPE_SUCCESS_URL", default="http://127.0.0.1:8000/paid?session_id={CHECKOUT_SESSION_ID}"
 )
@@ -450,6 +454,8 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_int("CELERY_BROKER_CONNECTION_TIMEOUT", 4
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="agency")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 AGENCY_CYCLE_INTERVAL_SECONDS = env_int("AGENCY_CYCLE_INTERVAL_SECONDS", 300, minimum=10)
+# A cycle run still queued or running after this long is closed as failed by housekeeping.
+CYCLE_RUN_TIMEOUT_SECONDS = env_int("CYCLE_RUN_TIMEOUT_SECONDS", 3600, minimum=60)
 # Schedules are kept in code (django-celery-beat copies them into its tables);
 # apps add their entries here.
 CELERY_BEAT_SCHEDULE: dict = {

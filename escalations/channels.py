@@ -117,7 +117,8 @@ def _secret(channel: NotificationChannel) -> str:
     name = channel.secret_variable
     value = os.environ.get(name, "")
     if not value:
-        raise SendFailed(f"The environment variable {name} is not set.", permanent=True)
+        # Retried: an operator sets the variable (the deploy check names it) and the messages go out.
+        raise SendFailed(f"The environment variable {name} is not set.")
     return value
 
 

@@ -91,7 +91,8 @@ def configure_logging(
         stamp_trace,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    exceptions = [structlog.processors.format_exc_info] if fmt == "json" else []
+    # Tracebacks become text before `redact` runs, in both formats, so they are masked too.
+    exceptions = [structlog.processors.format_exc_info]
     redact = Redactor(secret_path_prefixes)
     renderer = _renderer(fmt)
 

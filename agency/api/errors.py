@@ -8,6 +8,8 @@ URLs no view matches. The `trace_id` is the one to quote to support; the same
 id is on the error's log line.
 """
 
+import functools
+
 import structlog
 from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
@@ -17,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -24,6 +27,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from agency.cache import CACHE_OUTAGES
 from agency.errors import DomainError
 from tracing.context import current_trace_id
+from tracing.redaction import Redactor
 
 logger = structlog.get_logger(__name__)
 
@@ -135,7 +139,10 @@ class JsonErrorMiddleware:
             return response
         span = trace.get_current_span()
         if span.is_recording():
-            span.record_exception(exception)
+            # Type and masked message only: the raw text and stack may quote a secret path.
+            message = _redactor().text(str(exception))
+            span.add_event("exception", {"exception.type": type(exception).__name__, "exception.message": message})
+            span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
         logger.exception("unhandled_exception", path=request.path, method=request.method)
         return json_error(500, "Internal server error.", "server_error")
 
@@ -149,6 +156,11 @@ def _body_refused(request: HttpRequest) -> JsonResponse | None:
     if int(declared) > settings.API_BODY_MAX_BYTES:
         return json_error(413, f"The request body is over {settings.API_BODY_MAX_BYTES} bytes.", "too_large")
     return None
+
+
+@functools.cache
+def _redactor() -> Redactor:
+    return Redactor(settings.SECRET_PATH_PREFIXES)
 
 
 def _has_nul(request: HttpRequest) -> bool:

@@ -103,7 +103,8 @@ def idempotency_complete(*, record: IdempotencyRecord, response: Response) -> bo
 
 
 def idempotency_release(*, record: IdempotencyRecord) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk, status_code__isnull=True).delete()
+    """Free the key for a retry, unless another request took the claim over meanwhile (compare-and-set)."""
+    IdempotencyRecord.objects.filter(pk=record.pk, status_code__isnull=True, created_at=record.created_at).delete()
 
 
 class _Discarded(Exception):

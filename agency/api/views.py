@@ -66,6 +66,7 @@ class CycleStartApi(APIView):
 class CycleDetailApi(RetrieveAPIView):
     """One cycle run: its status and what each finished step did."""
 
-    api_access = {"GET": ("read", ("agency.view_cyclerun",))}
+    # Operator scope: a failed step's error can name internal hosts.
+    api_access = {"GET": ("operator", ("agency.view_cyclerun",))}
     serializer_class = CycleOut
     queryset = CycleRun.objects.all()

@@ -4,6 +4,13 @@ import uuid
 from django.db import migrations, models
 
 
+def fresh_work_keys(apps, schema_editor):
+    """AddField gives every existing row the same default; each claim names its own work."""
+    Record = apps.get_model("agency", "IdempotencyRecord")
+    for pk in Record.objects.values_list("pk", flat=True):
+        Record.objects.filter(pk=pk).update(work_key=uuid.uuid4())
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -16,6 +23,7 @@ class Migration(migrations.Migration):
             name='work_key',
             field=models.UUIDField(default=uuid.uuid4, editable=False, help_text='Names the work of this claim: kept when a stale claim is taken over, new after a release.'),
         ),
+        migrations.RunPython(fresh_work_keys, migrations.RunPython.noop),
         migrations.AddConstraint(
             model_name='task',
             constraint=models.UniqueConstraint(fields=('checkout_key',), name='agency_task_unique_checkout_key'),

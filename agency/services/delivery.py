@@ -79,11 +79,14 @@ def delivery_link_issue(*, task: Task) -> IssuedLink:
     if task.status != Task.Status.COMPLETED:
         raise DeliveryRefused(f"Task #{task.pk} is {task.status}, not completed.")
     token = secrets.token_urlsafe(32)
-    completed_at = task.completed_at or timezone.now()
+    # The first link runs from completion; one sent again later (an operator's new link, long after)
+    # runs from now, or it would be born expired.
+    first = not DeliveryLink.objects.filter(task=task).exists()
+    start = (task.completed_at or timezone.now()) if first else timezone.now()
     link = DeliveryLink.objects.create(
         task=task,
         token_hash=token_digest(token),
-        expires_at=completed_at + timedelta(days=settings.DELIVERY_LINK_TTL_DAYS),
+        expires_at=start + timedelta(days=settings.DELIVERY_LINK_TTL_DAYS),
         max_downloads=settings.DELIVERY_MAX_DOWNLOADS,
     )
     return IssuedLink(link=link, token=token)

@@ -111,8 +111,9 @@ def checkout_abandoned_cancel(*, now=None) -> int:
     return cancelled
 
 
-def checkout_start(*, task: Task) -> str:
-    """Open a Checkout Session for a pending task and remember its id; returns the URL to pay at."""
+def checkout_start(*, task: Task) -> str | None:
+    """Open a Checkout Session for a pending task and remember its id; returns the URL to pay at
+    (None when the task stopped waiting for a payment while Stripe answered)."""
     client = stripe_client()
     params = {
         "mode": "payment",
@@ -142,7 +143,10 @@ def checkout_start(*, task: Task) -> str:
         raise PaymentProviderUnavailable(str(exc)) from exc
     # Compare-and-set: only a task still waiting for its payment takes the session.
     if not Task.objects.filter(pk=task.pk, status=Task.Status.PENDING).update(stripe_session_id=session.id):
+        # Cancelled while Stripe answered (an operator, housekeeping): nobody may pay for it now.
         logger.warning("stripe_session_for_a_task_no_longer_pending", task_id=task.pk, session_id=session.id)
+        task.refresh_from_db(fields=["status"])
+        return None
     task.stripe_session_id = session.id
     return session.url
 

@@ -4,8 +4,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
-from agency.models import ApiKey, CycleRun
+from agency.models import ApiKey
 from agency.services.api_keys import api_key_create, api_key_revoke
+from tests.agency.factories import TaskFactory
 from tests.conftest import client_with_key
 
 pytestmark = pytest.mark.django_db
@@ -40,8 +41,8 @@ def test_it_refuses_a_key_without_the_scope_with_403(issue_key, scope):
 
 
 def test_it_lets_a_read_key_read(read_client):
-    run = CycleRun.objects.create(trigger="command")
-    response = read_client.get(f"/api/v1/cycles/{run.pk}")
+    task = TaskFactory()
+    response = read_client.get(f"/api/v1/tasks/{task.pk}")
     assert response.status_code == 200
 
 

@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from agency.models import ClientEmail, DeliveryLink, Task
-from agency.services.delivery import client_emails_relay, deliverable_add, token_digest
+from agency.services.delivery import client_emails_relay, deliverable_add, delivery_email_enqueue, token_digest
 from agency.services.tasks import task_transition
 from tests.agency.factories import ClientFactory, TaskFactory
 from tests.processes import free_port
@@ -99,3 +99,17 @@ def test_a_greylisted_address_is_tried_again_until_the_attempts_run_out(smtp_inb
     assert client_emails_relay(now=clock)["dead"] == 1
     assert Task.objects.get(pk=task.pk).needs_operator
     assert DeliveryLink.objects.filter(task=task, revoked_at__isnull=True).count() == 0
+
+
+def test_a_link_sent_again_long_after_completion_runs_from_when_it_is_sent(smtp_inbox, settings):
+    settings.DELIVERY_LINK_TTL_DAYS = 7
+    task = _complete()
+    client_emails_relay()
+    first = DeliveryLink.objects.get(task=task)
+    assert first.expires_at == Task.objects.get(pk=task.pk).completed_at + timedelta(days=7)
+    Task.objects.filter(pk=task.pk).update(completed_at=timezone.now() - timedelta(days=8))  # long ago
+    delivery_email_enqueue(task=Task.objects.get(pk=task.pk))  # an operator's "new link"
+    client_emails_relay()
+    again = DeliveryLink.objects.exclude(pk=first.pk).get(task=task)
+    assert again.expires_at > timezone.now() + timedelta(days=6)
+    assert Client().get(_link_in(smtp_inbox.messages[-1]).removeprefix("http://127.0.0.1:8000")).status_code == 200

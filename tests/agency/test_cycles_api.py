@@ -1,10 +1,13 @@
 """Agency cycles through the API (docs/api.md): queued runs, their results, and a broker outage."""
 
 import subprocess
+from datetime import timedelta
 
 import httpx
 import pytest
+from django.utils import timezone
 
+from agency.cycle import cycles_stuck_fail
 from agency.models import ApiKey, CycleRun, IdempotencyRecord
 from tests.processes import broker_down_env, broker_start, json_lines, stop, wait_for, web_answers, web_start
 
@@ -28,13 +31,27 @@ def test_it_queues_a_cycle_and_shows_its_steps_as_json(operator_client, django_c
 
 
 @pytest.mark.django_db
-def test_it_answers_404_for_an_unknown_or_malformed_cycle_id(read_client):
+def test_it_answers_404_for_an_unknown_or_malformed_cycle_id(operator_client, read_client):
     run = CycleRun.objects.create(trigger="command")
-    assert read_client.get(f"{URL}/{run.pk}").status_code == 200
+    assert operator_client.get(f"{URL}/{run.pk}").status_code == 200
+    assert read_client.get(f"{URL}/{run.pk}").status_code == 403  # a failed step's error may name hosts
     for path in [f"{URL}/{run.pk + 1}", f"{URL}/not-a-number"]:
-        response = read_client.get(path)
+        response = operator_client.get(path)
         assert response.status_code == 404, path
         assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.django_db
+def test_housekeeping_closes_runs_that_never_ended_and_only_those(settings):
+    settings.CYCLE_RUN_TIMEOUT_SECONDS = 3600
+    now = timezone.now()
+    stuck = [CycleRun.objects.create(trigger="worker", status=status) for status in ("queued", "running")]
+    young = CycleRun.objects.create(trigger="worker", status="running")
+    done = CycleRun.objects.create(trigger="command", status="finished", finished_at=now)
+    CycleRun.objects.exclude(pk=young.pk).update(created_at=now - timedelta(seconds=3601))
+    assert cycles_stuck_fail(now=now) == 2
+    statuses = dict(CycleRun.objects.values_list("pk", "status"))
+    assert statuses == {stuck[0].pk: "failed", stuck[1].pk: "failed", young.pk: "running", done.pk: "finished"}
 
 
 @pytest.mark.celery_worker

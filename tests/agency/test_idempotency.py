@@ -5,7 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agency.api.idempotency import idempotency_claim
+from agency.api.errors import Conflict
+from agency.api.idempotency import idempotency_claim, idempotency_release
 from agency.models import ApiKey, IdempotencyRecord
 from tests.concurrency import run_at_once
 from tests.conftest import client_with_key
@@ -107,3 +108,19 @@ def test_it_creates_once_when_the_same_key_arrives_concurrently(issue_key):
     others = [body["code"] for status, body in answers if status != 202]
     assert all(code == "idempotency_in_progress" for code in others)
     assert IdempotencyRecord.objects.filter(key="race").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_request_whose_claim_was_taken_over_cannot_free_the_new_holders_claim(settings):
+    first, _ = idempotency_claim(principal="key:1", key="slow-1", fingerprint="f")
+    stale = first.created_at - timedelta(seconds=settings.IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS + 1)
+    IdempotencyRecord.objects.filter(pk=first.pk).update(created_at=stale)
+    first.created_at = stale  # the slow first holder, as it knows its claim
+    second, replay = idempotency_claim(principal="key:1", key="slow-1", fingerprint="f")
+    assert (second.pk, replay, second.work_key) == (first.pk, False, first.work_key)  # taken over, same work
+
+    idempotency_release(record=first)  # the slow one fails late
+
+    assert IdempotencyRecord.objects.filter(pk=second.pk, status_code__isnull=True).exists()
+    with pytest.raises(Conflict):  # the key is still held: a third caller waits, it does not start anew
+        idempotency_claim(principal="key:1", key="slow-1", fingerprint="f")

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from escalations.checks import channel_secrets_check
 from escalations.models import Notification
 from escalations.outbox import outbox_send_due
 from escalations.services import (
@@ -39,9 +40,9 @@ def escalate(title: str = "Reconcile the ledger", high_value: bool = False, reas
     return escalation
 
 
-def relay() -> dict:
+def relay(now=None) -> dict:
     with trace_started("test relay"):  # a trace of its own: sending must continue the stored one instead
-        return outbox_send_due()
+        return outbox_send_due(now=now)
 
 
 def only_row() -> Notification:
@@ -169,7 +170,7 @@ def test_a_channel_reads_only_its_own_secret_variable(monkeypatch):
     with fakes.webhook() as server:
         ChannelFactory(kind="webhook", target=server.url, slug="hook")
         escalate()
-        assert relay()["dead"] == 1
+        assert relay()["retry_later"] == 1
     assert not server.requests
     error = only_row().last_error
     assert error == "The environment variable NOTIFY_SECRET_HOOK is not set."
@@ -239,12 +240,23 @@ def test_a_webhook_signed_with_another_secret_is_refused_and_not_retried(monkeyp
     assert len(server.requests) == 1 and "HTTP 401" in only_row().last_error
 
 
-def test_it_marks_a_channel_whose_secret_is_not_set_dead(monkeypatch):
+def test_a_channel_whose_secret_is_not_set_waits_for_it_and_is_named_by_the_deploy_check(monkeypatch):
     monkeypatch.delenv("NOTIFY_SECRET_TEST_UNSET", raising=False)
-    ChannelFactory(kind="webhook", target="http://127.0.0.1:9/", slug="test_unset")
-    escalate()
-    assert relay()["dead"] == 1
-    assert "NOTIFY_SECRET_TEST_UNSET" in only_row().last_error
+    with fakes.webhook() as server:
+        ChannelFactory(name="ops hook", kind="webhook", target=server.url, slug="test_unset")
+        mail = ChannelFactory(name="mail", kind="email", target="ops@example.com", slug="mail")  # needs no secret
+        warnings = channel_secrets_check(None, databases=["default"])
+        assert [w.id for w in warnings] == ["escalations.W001"]
+        assert "NOTIFY_SECRET_TEST_UNSET" in warnings[0].msg and "ops hook" in warnings[0].msg
+        mail.delete()  # only the webhook is told, below
+        escalate()
+        assert relay()["retry_later"] == 1
+        assert "NOTIFY_SECRET_TEST_UNSET" in only_row().last_error
+        monkeypatch.setenv("NOTIFY_SECRET_TEST_UNSET", fakes.WEBHOOK_SECRET)
+        assert channel_secrets_check(None, databases=["default"]) == []
+        assert relay(now=only_row().next_attempt_at)["sent"] == 1
+    [request] = server.requests
+    assert fakes.webhook_signature_valid(request)
 
 
 @pytest.fixture

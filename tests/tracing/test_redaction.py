@@ -70,3 +70,22 @@ def test_a_database_outage_on_a_delivery_link_leaks_the_token_nowhere(tmp_path, 
         [server] = [s for s in spans if s.kind == s.SPAN_KIND_SERVER]
         attributes = {a.key: a.value.string_value for a in server.attributes}
         assert "http://testserver/deliver/…" in attributes.values()
+
+
+def test_console_lines_mask_a_traceback_too(capsys, settings):
+    """Development logs render tracebacks themselves; they are text before the mask runs, in both formats."""
+    import structlog
+
+    from tracing.logging import configure_logging
+
+    configure_logging(level="INFO", fmt="console", cache=False, secret_path_prefixes=settings.SECRET_PATH_PREFIXES)
+    try:
+        try:
+            raise RuntimeError(f"could not serve /deliver/3/{TOKEN}/")
+        except RuntimeError:
+            structlog.get_logger("tests").exception("crashed")
+        err = capsys.readouterr().err
+    finally:
+        configure_logging(level="DEBUG", fmt="json", cache=False, secret_path_prefixes=settings.SECRET_PATH_PREFIXES)
+    assert "crashed" in err and "could not serve /deliver/…" in err
+    assert TOKEN not in err
