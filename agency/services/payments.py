@@ -31,7 +31,8 @@ from agency.services.tasks import InvalidTransition, task_flag, task_transition,
 logger = structlog.get_logger(__name__)
 
 Outcome = StripeEvent.Outcome
-PAID_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
+COMPLETED_EVENT = "checkout.session.completed"
+PAID_EVENTS = {COMPLETED_EVENT, "checkout.session.async_payment_succeeded"}
 EXPIRED_EVENT = "checkout.session.expired"
 ASYNC_FAILED_EVENT = "checkout.session.async_payment_failed"
 HANDLED_EVENTS = {*PAID_EVENTS, EXPIRED_EVENT, ASYNC_FAILED_EVENT}
@@ -220,6 +221,10 @@ def _apply(event_type: str, session: dict, task: Task | None) -> tuple[str, str]
         return Outcome.PROCESSED, "checkout expired: task cancelled"
     if event_type == ASYNC_FAILED_EVENT:
         return _payment_failed(session, task)
+    if event_type == COMPLETED_EVENT and session.get("payment_status") == "unpaid":
+        # A delayed method (a bank debit): the checkout is done, the money is not; Stripe sends
+        # async_payment_succeeded or async_payment_failed later. Nothing to pay, refund or flag yet.
+        return Outcome.IGNORED, f"session {session.get('id')} completed; awaiting its delayed payment"
     if task.status == Task.Status.CANCELLED:
         return _flag(task, "paid after the task was cancelled: refund the client")
     if task.status != Task.Status.PENDING:

@@ -233,7 +233,6 @@ def test_it_answers_a_replay_with_200_and_changes_nothing(client, fake_stripe, p
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
-        ({"payment_status": "unpaid"}, "payment_status"),
         ({"amount": 100}, "paid 100 USD"),
         ({"currency": "eur"}, "EUR"),
     ],
@@ -245,6 +244,26 @@ def test_it_flags_an_unpaid_or_mismatched_payment_for_an_operator(client, fake_s
     assert pending.status == "pending"
     assert pending.needs_operator
     assert problem in pending.operator_note
+
+
+@pytest.mark.django_db
+def test_a_delayed_payment_waits_for_its_outcome_without_flagging_then_pays(client, fake_stripe, pending):
+    other = TaskFactory(status="pending", payment="stripe", stripe_session_id="cs_test_other", price_cents=26250)
+    completed = _post_event(client, session_event("checkout.session.completed", task=pending, payment_status="unpaid"))
+    assert completed.json()["outcome"] == "ignored"
+    pending.refresh_from_db()
+    assert (pending.status, pending.needs_operator) == ("pending", False)
+    succeeded = _post_event(client, session_event("checkout.session.async_payment_succeeded", task=pending))
+    assert succeeded.json()["outcome"] == "processed"
+    pending.refresh_from_db()
+    assert (pending.status, pending.needs_operator) == ("paid", False)
+    # An async success that is not paid after all is still a problem for a person.
+    odd = _post_event(
+        client, session_event("checkout.session.async_payment_succeeded", task=other, payment_status="unpaid")
+    )
+    assert odd.json()["outcome"] == "flagged"
+    other.refresh_from_db()
+    assert other.status == "pending" and "payment_status" in other.operator_note
 
 
 @pytest.mark.django_db
