@@ -214,6 +214,14 @@ def outbox_send_due(
     return counts
 
 
+def outbox_relay(outbox: Outbox, *, now: datetime | None = None, limit: int | None = None, on_row=None) -> dict:
+    """One relay run: send what is due, then forget what is long done. Rows queued during the run
+    (by timers, say) are sent by it, not by an extra kick each."""
+    with relaying():
+        sent = outbox_send_due(outbox, now=now, limit=limit, on_row=on_row)
+        return sent | {"purged": outbox_purge(outbox.model, now=now)}
+
+
 def outbox_purge(model: type[models.Model], *, now: datetime | None = None) -> int:
     """Forget sent and cancelled rows older than `NOTIFY_KEEP_DAYS`; dead ones stay for an operator."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.NOTIFY_KEEP_DAYS)

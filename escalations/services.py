@@ -21,17 +21,16 @@ from django.utils import timezone
 
 from agency.errors import DomainError
 from agency.models import Task
-from agency.outbox import relaying
+from agency.outbox import outbox_relay, relaying
 from agency.services.delivery import deliverable_add
 from agency.services.tasks import TRANSITIONS, task_flag, task_transition
 from escalations.models import Escalation, EscalationEvent, Notification, NotificationChannel
 from escalations.outbox import (
+    NOTIFICATIONS,
     channels_routed,
     channels_told,
     notifications_enqueue,
     notifications_relay_kick,
-    outbox_purge,
-    outbox_send_due,
 )
 from tracing.context import current_trace_id
 
@@ -289,4 +288,4 @@ def notifications_relay(
     """
     with relaying():  # rows the timers queue are sent by this run, not by an extra kick each
         fired = escalation_timers_run(now=now) if timers else {"reminded": 0, "sent_to_secondary": 0}
-        return fired | outbox_send_due(now=now, limit=limit, on_row=on_row) | {"purged": outbox_purge(now=now)}
+        return fired | outbox_relay(NOTIFICATIONS, now=now, limit=limit, on_row=on_row)

@@ -13,7 +13,7 @@ from opentelemetry.instrumentation.wsgi import collect_request_attributes, wsgi_
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tracing.context import propagator
-from tracing.redaction import Redactor
+from tracing.redaction import Redactor, default_redactor
 
 logger = structlog.get_logger(__name__)
 
@@ -43,7 +43,7 @@ class RequestTraceMiddleware:
         self.owns_span = settings.OTEL_DJANGO_INSTRUMENTATION == "lean"
         self.trust_request_id = settings.TRUST_UPSTREAM_REQUEST_ID
         self.log_client_ip = settings.LOG_CLIENT_IP
-        self.redactor = Redactor(settings.SECRET_PATH_PREFIXES)
+        self.redactor = default_redactor()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()

@@ -7,8 +7,11 @@ up: the request line, a `path` field, an error message, a traceback, or a
 span attribute.
 """
 
+import functools
 import re
 from collections.abc import Iterable
+
+from django.conf import settings
 
 MASK = "…"
 
@@ -33,3 +36,9 @@ class Redactor:
             if isinstance(value, str):
                 event_dict[key] = self.text(value)
         return event_dict
+
+
+@functools.cache
+def default_redactor() -> Redactor:
+    """The redactor of this deployment's secret paths (`SECRET_PATH_PREFIXES`)."""
+    return Redactor(settings.SECRET_PATH_PREFIXES)

@@ -8,8 +8,6 @@ URLs no view matches. The `trace_id` is the one to quote to support; the same
 id is on the error's log line.
 """
 
-import functools
-
 import structlog
 from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
@@ -27,7 +25,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from agency.cache import CACHE_OUTAGES
 from agency.errors import DomainError
 from tracing.context import current_trace_id
-from tracing.redaction import Redactor
+from tracing.redaction import default_redactor
 
 logger = structlog.get_logger(__name__)
 
@@ -140,7 +138,7 @@ class JsonErrorMiddleware:
         span = trace.get_current_span()
         if span.is_recording():
             # Type and masked message only: the raw text and stack may quote a secret path.
-            message = _redactor().text(str(exception))
+            message = default_redactor().text(str(exception))
             span.add_event("exception", {"exception.type": type(exception).__name__, "exception.message": message})
             span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
         logger.exception("unhandled_exception", path=request.path, method=request.method)
@@ -156,11 +154,6 @@ def _body_refused(request: HttpRequest) -> JsonResponse | None:
     if int(declared) > settings.API_BODY_MAX_BYTES:
         return json_error(413, f"The request body is over {settings.API_BODY_MAX_BYTES} bytes.", "too_large")
     return None
-
-
-@functools.cache
-def _redactor() -> Redactor:
-    return Redactor(settings.SECRET_PATH_PREFIXES)
 
 
 def _has_nul(request: HttpRequest) -> bool:

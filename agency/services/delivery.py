@@ -30,7 +30,7 @@ from django.utils import timezone
 from agency.cache import CACHE_OUTAGES, cache_outage_tolerated
 from agency.errors import DomainError
 from agency.models import ClientEmail, Deliverable, DeliveryLink, Task
-from agency.outbox import Outbox, mail_send, outbox_kick, outbox_purge, outbox_send_due, relaying
+from agency.outbox import Outbox, mail_send, outbox_kick, outbox_relay
 from agency.services.tasks import task_flag
 from tracing.context import trace_carrier
 
@@ -161,9 +161,7 @@ CLIENT_EMAILS = Outbox(
 
 def client_emails_relay(*, now: datetime | None = None, limit: int | None = None, on_row=None) -> dict:
     """Send the clients' due e-mails, forget long-sent ones: beat, the cycle and each kick run this."""
-    with relaying():
-        sent = outbox_send_due(CLIENT_EMAILS, now=now, limit=limit, on_row=on_row)
-        return sent | {"purged": outbox_purge(ClientEmail, now=now)}
+    return outbox_relay(CLIENT_EMAILS, now=now, limit=limit, on_row=on_row)
 
 
 def client_emails_relay_kick() -> None:
