@@ -12,7 +12,8 @@
 #
 # A mutant that cannot change behaviour is listed in bench/mutation-equivalent.txt with a one-line
 # reason; it counts as neither killed nor survived, so the score is reproducible. Survivors are
-# listed above the summary (`mutmut show NAME` in the scratch folder shows one). Not part of CI.
+# listed above the summary. With MUTATION_KEEP=1 the scratch folder is kept (its path is printed),
+# and `../.venv/bin/mutmut show NAME` there shows one survivor's diff. Not part of CI.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MUTMUT="$ROOT/.venv/bin/mutmut"
@@ -23,7 +24,11 @@ for module in "$@"; do
 done
 
 scratch="$(mktemp -d)"
-trap 'rm -rf "$scratch"' EXIT
+if [ "${MUTATION_KEEP:-}" = 1 ]; then
+    echo "Keeping the scratch folder: $scratch"
+else
+    trap 'rm -rf "$scratch"' EXIT
+fi
 tar -C "$ROOT" --exclude=./.venv --exclude=./.git --exclude=./mutants --exclude='*.sqlite3' -cf - . | tar -C "$scratch" -xf -
 quoted=$(printf '"%s", ' "$@")
 cat >>"$scratch/pyproject.toml" <<TOML

@@ -95,11 +95,8 @@ def escalation_open(
                     | (context or {}),
                 )
         except IntegrityError:
-            if (
-                not Escalation.objects.filter(task=task)
-                .filter(Q(live_key=reason) | Q(idempotency_key=f"{reason}:{episode}"))
-                .exists()
-            ):
+            natural_key = Q(live_key=reason) | Q(idempotency_key=f"{reason}:{episode}")
+            if not Escalation.objects.filter(natural_key, task=task).exists():
                 raise  # not the natural key: a real failure, not a lost race
             return _live(task, reason), False
         EscalationEvent.objects.create(escalation=escalation, kind="opened", actor=actor, detail=detail)
@@ -139,11 +136,8 @@ def escalation_acknowledge(*, escalation: Escalation, actor: str) -> Escalation:
 def escalation_assign(*, escalation: Escalation, assignee, actor: str) -> Escalation:
     """Give the escalation to an operator (or to nobody with `assignee=None`)."""
     with transaction.atomic():
-        if (
-            not Escalation.objects.filter(pk=escalation.pk)
-            .exclude(status=Escalation.Status.RESOLVED)
-            .update(assignee=assignee)
-        ):
+        open_ones = Escalation.objects.exclude(status=Escalation.Status.RESOLVED)
+        if not open_ones.filter(pk=escalation.pk).update(assignee=assignee):
             raise EscalationConflict("A resolved escalation cannot be reassigned.", existing_id=escalation.pk)
         name = assignee.get_username() if assignee is not None else "nobody"
         EscalationEvent.objects.create(escalation=escalation, kind="assigned", actor=actor, detail=f"to {name}")
