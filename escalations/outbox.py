@@ -98,7 +98,7 @@ def notifications_enqueue(
         ],
         ignore_conflicts=True,
     )
-    transaction.on_commit(notifications_relay_kick, robust=True)
+    transaction.on_commit(notifications_relay_kick)  # the kick itself never raises
 
 
 def notifications_relay_kick() -> None:

@@ -267,7 +267,7 @@ def notification_requeue(*, notification: Notification, now: datetime | None = N
         status=Notification.Status.PENDING, attempts=0, next_attempt_at=now or timezone.now()
     )
     if requeued:
-        transaction.on_commit(notifications_relay_kick, robust=True)
+        transaction.on_commit(notifications_relay_kick)  # the kick itself never raises
     return bool(requeued)
 
 

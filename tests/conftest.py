@@ -4,6 +4,7 @@ import os
 
 import pytest
 from aiosmtpd.controller import Controller
+from django.db import connection
 from rest_framework.test import APIClient
 
 from agency.models import ApiKey
@@ -103,6 +104,41 @@ def media_root(settings, tmp_path, monkeypatch):
     for field in (Task._meta.get_field("input_file"), Deliverable._meta.get_field("file")):
         monkeypatch.setattr(field, "storage", storages["private"])
     return tmp_path
+
+
+@pytest.fixture
+def refuse_inserts():
+    """Database triggers that refuse every new row of a table: a real failure inside the transaction."""
+    tables = []
+
+    def into(table: str) -> None:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    "CREATE OR REPLACE FUNCTION refuse_insert() RETURNS trigger AS $$ "
+                    "BEGIN RAISE EXCEPTION 'injected'; END $$ LANGUAGE plpgsql"
+                )
+                cursor.execute(
+                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_insert()"
+                )
+            elif connection.vendor == "mysql":
+                cursor.execute(
+                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                    "FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'"
+                )
+            else:
+                cursor.execute(
+                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'injected'); END"
+                )
+        tables.append(table)
+
+    yield into
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute(
+                f"DROP TRIGGER refuse_{table}" + (f" ON {table}" if connection.vendor == "postgresql" else "")
+            )
 
 
 @pytest.fixture

@@ -41,10 +41,11 @@ class DeliveryRefused(Exception):
     """The link cannot be used (unknown, expired, revoked or used up)."""
 
 
+@dataclass(eq=False)
 class DeliveryThrottled(Exception):
-    def __init__(self, retry_after: int):
-        super().__init__("Too many failed attempts.")
-        self.retry_after = retry_after
+    """Too many failed attempts from one address: the next is heard in `retry_after` seconds."""
+
+    retry_after: int
 
 
 def token_digest(token: str) -> str:
@@ -112,7 +113,7 @@ def delivery_email_enqueue(*, task: Task) -> ClientEmail | None:
         next_attempt_at=timezone.now(),
         trace_context=trace_carrier(),
     )
-    transaction.on_commit(client_emails_relay_kick, robust=True)
+    transaction.on_commit(client_emails_relay_kick)  # the kick itself never raises
     return email
 
 

@@ -1,8 +1,9 @@
-"""Flagging a task for an operator (`task_flag`): every caller's flag is kept, none hides another."""
+"""Flagging a task for an operator (`task_flag`): every caller's flag is kept, none hides another;
+`task_unflag` withdraws one note and no other."""
 
 import pytest
 
-from agency.services.tasks import task_flag
+from agency.services.tasks import task_flag, task_unflag
 from escalations.services import escalation_open, escalation_resolve
 from tests.agency.factories import TaskFactory
 
@@ -41,3 +42,28 @@ def test_it_refuses_a_flag_without_a_note():
         task_flag(task=task, note="  ", actor="admin:user:1")
     task.refresh_from_db()
     assert not task.needs_operator
+
+
+def test_withdrawing_a_note_keeps_the_others_word_for_word_and_the_flag_up():
+    task = TaskFactory(status="completed")
+    for note in ("Check the invoice.", "Stripe: payment failed", "Refund the client."):
+        task_flag(task=task, note=note, actor="stripe")
+    assert task_unflag(task=task, note="Stripe: payment failed", actor="stripe")
+    task.refresh_from_db()
+    assert (task.needs_operator, task.operator_note) == (True, "Check the invoice.\nRefund the client.")
+
+
+def test_withdrawing_the_last_note_lowers_the_flag():
+    task = TaskFactory(status="completed")
+    task_flag(task=task, note="Stripe: payment failed", actor="stripe")
+    assert task_unflag(task=task, note="  Stripe: payment failed ", actor="stripe")
+    task.refresh_from_db()
+    assert (task.needs_operator, task.operator_note) == (False, "")
+
+
+def test_withdrawing_a_note_that_is_not_there_changes_nothing():
+    task = TaskFactory(status="completed")
+    task_flag(task=task, note="Check the invoice.", actor="op")
+    assert not task_unflag(task=task, note="Stripe: payment failed", actor="stripe")
+    task.refresh_from_db()
+    assert (task.needs_operator, task.operator_note) == (True, "Check the invoice.")

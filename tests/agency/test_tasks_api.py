@@ -251,3 +251,12 @@ def test_it_cancels_only_tasks_that_have_not_started_and_answers_409_otherwise(w
     else:
         assert response.status_code == 409 and task.status == status
         assert not TaskEvent.objects.filter(task=task).exists()
+
+
+def test_a_creation_that_fails_after_storing_the_input_removes_the_file(writer, refuse_inserts, media_root):
+    refuse_inserts("agency_taskevent")  # the task row is written, its creation event is refused
+    writer.raise_request_exception = False
+    response = _multipart(writer, "ledger.csv", b"a,b\n1,2\n")
+    assert response.status_code == 500
+    assert not Task.objects.exists()
+    assert [p for p in (media_root / "private").rglob("*") if p.is_file()] == []

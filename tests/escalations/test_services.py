@@ -4,7 +4,8 @@ from datetime import timedelta
 from itertools import product
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
+from django.utils import timezone
 
 from agency.models import Task, TaskEvent
 from agency.services.delivery import deliverable_add
@@ -17,6 +18,7 @@ from escalations.services import (
     escalation_resolve,
     escalation_timers_run,
     failure_decide,
+    notification_requeue,
 )
 from tests.agency.factories import TaskFactory
 from tests.concurrency import run_at_once
@@ -68,41 +70,6 @@ def test_it_returns_the_open_escalation_for_a_repeat_and_opens_a_new_episode_aft
     second, created_second = escalation_open(task=task, reason="attempts_exhausted", actor="c")
     assert created_second and second.pk != first.pk
     assert second.idempotency_key == "attempts_exhausted:2"
-
-
-@pytest.fixture
-def refuse_inserts():
-    """Database triggers that refuse every new row of a table: a real failure inside the transaction."""
-    tables = []
-
-    def into(table: str) -> None:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(
-                    "CREATE OR REPLACE FUNCTION refuse_insert() RETURNS trigger AS $$ "
-                    "BEGIN RAISE EXCEPTION 'injected'; END $$ LANGUAGE plpgsql"
-                )
-                cursor.execute(
-                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
-                    "FOR EACH ROW EXECUTE FUNCTION refuse_insert()"
-                )
-            elif connection.vendor == "mysql":
-                cursor.execute(
-                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
-                    "FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'"
-                )
-            else:
-                cursor.execute(
-                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'injected'); END"
-                )
-        tables.append(table)
-
-    yield into
-    with connection.cursor() as cursor:
-        for table in tables:
-            cursor.execute(
-                f"DROP TRIGGER refuse_{table}" + (f" ON {table}" if connection.vendor == "postgresql" else "")
-            )
 
 
 # The first write of the escalation, one in the middle, and the last (the outbox rows).
@@ -259,3 +226,70 @@ def test_a_reminder_queued_before_the_acknowledgement_is_cancelled_not_sent(sign
         assert outbox_send_due(now=escalation.created_at + timedelta(minutes=31))["cancelled"] == 1
     assert len(server.requests) == 1
     assert Notification.objects.get(event="reminder").status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_a_repeat_returns_the_live_escalation_of_its_own_task_and_reason():
+    first_task, second_task = TaskFactory(status="processing"), TaskFactory(status="processing")
+    opened = {
+        (task.pk, reason): escalation_open(task=task, reason=reason, actor="pipeline")[0].pk
+        for task in (first_task, second_task)
+        for reason in ("attempts_exhausted", "integration")
+    }
+    for task in (first_task, second_task):
+        for reason in ("attempts_exhausted", "integration"):
+            again, created = escalation_open(task=task, reason=reason, actor="pipeline")
+            assert not created and again.pk == opened[(task.pk, reason)]
+
+
+@pytest.mark.django_db
+def test_it_acknowledges_only_the_escalation_asked_for_and_stamps_the_time():
+    first, second = escalate(), escalate()
+    before = timezone.now()
+    escalation_acknowledge(escalation=first, actor="op")
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("acknowledged", "open")
+    assert before <= first.acknowledged_at <= timezone.now() and second.acknowledged_at is None
+    assert EscalationEvent.objects.get(escalation=first, kind="acknowledged").actor == "op"
+    assert not EscalationEvent.objects.filter(escalation=second, kind="acknowledged").exists()
+
+
+@pytest.mark.django_db
+def test_it_resolves_only_the_escalation_asked_for_and_stamps_the_time():
+    first, second = escalate(), escalate()
+    before = timezone.now()
+    escalation_resolve(escalation=first, resolution="dismissed", actor="op", note="duplicate order")
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("resolved", "open")
+    assert before <= first.resolved_at <= timezone.now() and second.resolved_at is None
+    assert second.live_key == "attempts_exhausted" and second.resolution == ""
+    event = EscalationEvent.objects.get(escalation=first, kind="resolved")
+    assert (event.actor, event.detail) == ("op", "duplicate order")
+
+
+@pytest.mark.django_db
+def test_it_requeues_only_the_dead_message_asked_for_due_at_once(settings):
+    ChannelFactory()
+    first, second = escalate().notifications.get(), escalate().notifications.get()
+    later = timezone.now() + timedelta(days=3)
+    Notification.objects.update(status="dead", attempts=5, next_attempt_at=later)
+    now = timezone.now()
+    assert notification_requeue(notification=first, now=now)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.attempts, first.next_attempt_at) == ("pending", 0, now)
+    assert (second.status, second.attempts, second.next_attempt_at) == ("dead", 5, later)
+    assert not notification_requeue(notification=first, now=now)  # pending already: nothing to do
+
+
+@pytest.mark.django_db
+def test_a_requeue_without_a_time_is_due_now():
+    ChannelFactory()
+    message = escalate().notifications.get()
+    Notification.objects.update(status="dead", next_attempt_at=timezone.now() + timedelta(days=3))
+    before = timezone.now()
+    notification_requeue(notification=message)
+    message.refresh_from_db()
+    assert before <= message.next_attempt_at <= timezone.now()
