@@ -141,6 +141,34 @@ def refuse_inserts():
             )
 
 
+_memory_exporter = None
+
+
+@pytest.fixture
+def recorded_spans(monkeypatch):
+    """Every span this process starts during the test is recorded and kept in memory.
+
+    Outside tests a span is recorded only when an OTLP endpoint is configured and the sampler says
+    so (docs/tracing.md); here the provider samples everything and finished spans are collected.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    global _memory_exporter
+    provider = trace.get_tracer_provider()
+    if _memory_exporter is None:  # a provider's processors cannot be removed: add one for the session
+        _memory_exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(_memory_exporter))
+    _memory_exporter.clear()
+    # The provider hands each tracer its sampler once and caches the tracer: switch both.
+    for sampling in (provider, *provider._tracers.values()):
+        monkeypatch.setattr(sampling, "sampler", ALWAYS_ON)
+    yield _memory_exporter
+    _memory_exporter.clear()
+
+
 @pytest.fixture
 def log_lines(capsys):
     """Parsed JSON log lines written to stderr so far (call it to read)."""
