@@ -37,6 +37,9 @@ cat >>"$scratch/pyproject.toml" <<TOML
 source_paths = [${quoted%, }]
 also_copy = ["agency", "tracing", "escalations", "bids", "arena", "templates", "manage.py", "tests"]
 pytest_add_cli_args_test_selection = ["tests/"]
+# Log calls are not mutated: what a log line says is read by people, and tests of log text are not
+# the tests we want (docs/testing.md).
+do_not_mutate_patterns = ['^\\s*logger\\.(debug|info|warning|error|exception|log)\\(']
 TOML
 
 cd "$scratch"

@@ -173,6 +173,7 @@ def test_it_revokes_a_link_once():
     issued = _link(_completed_with_file())
     link = delivery_link_revoke(link=issued.link, actor="admin:user:1")
     assert link.revoked_at is not None
-    with pytest.raises(DomainError, match="already revoked"):
+    with pytest.raises(DomainError) as refused:
         delivery_link_revoke(link=issued.link, actor="admin:user:1")
+    assert (str(refused.value), refused.value.existing_id) == ("This delivery link is already revoked.", link.pk)
     assert DeliveryLink.objects.get(pk=issued.link.pk).revoked_at == link.revoked_at

@@ -1,5 +1,6 @@
 """`Idempotency-Key` on creating POSTs (docs/api.md), through `POST /api/v1/cycles`."""
 
+import io
 from datetime import timedelta
 
 import pytest
@@ -124,3 +125,95 @@ def test_a_request_whose_claim_was_taken_over_cannot_free_the_new_holders_claim(
     assert IdempotencyRecord.objects.filter(pk=second.pk, status_code__isnull=True).exists()
     with pytest.raises(Conflict):  # the key is still held: a third caller waits, it does not start anew
         idempotency_claim(principal="key:1", key="slow-1", fingerprint="f")
+
+
+@pytest.fixture
+def told(issue_key):
+    """A write client for the test endpoints that answer what they are told to, and their call log."""
+    from tests.agency.urls import Told
+
+    Told.runs.clear()
+    writer = client_with_key(issue_key(ApiKey.Scope.WRITE))
+    writer.raise_request_exception = False
+    return writer, Told.runs
+
+
+BOTH = pytest.mark.parametrize("endpoint", ["/api/test/told", "/api/test/told-outside"])
+
+
+@BOTH
+@pytest.mark.django_db
+@pytest.mark.urls("tests.agency.urls")
+def test_a_server_error_answer_is_passed_on_and_frees_the_key(told, endpoint):
+    writer, runs = told
+    first = writer.post(endpoint, {"status": 500}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert (first.status_code, first.json()) == (500, {"run": 1})
+    again = writer.post(endpoint, {"status": 500}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert again.json() == {"run": 2} and "Idempotent-Replayed" not in again.headers
+    assert len(runs) == 2 and not IdempotencyRecord.objects.exists()
+
+
+@BOTH
+@pytest.mark.django_db
+@pytest.mark.urls("tests.agency.urls")
+def test_a_client_error_answer_is_kept_and_replayed(told, endpoint):
+    writer, runs = told
+    first = writer.post(endpoint, {"status": 499}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    again = writer.post(endpoint, {"status": 499}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert (first.status_code, again.status_code) == (499, 499)
+    assert again.json() == {"run": 1} and again.headers["Idempotent-Replayed"] == "true"
+    assert len(runs) == 1
+
+
+@BOTH
+@pytest.mark.django_db
+@pytest.mark.urls("tests.agency.urls")
+def test_an_exception_frees_the_key(told, endpoint):
+    writer, runs = told
+    assert writer.post(endpoint, {"raise": True}, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code == 500
+    assert not IdempotencyRecord.objects.exists()
+    retried = writer.post(endpoint, {"raise": True}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert retried.status_code == 500 and len(runs) == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("tests.agency.urls")
+def test_the_order_of_keys_in_a_json_body_does_not_make_it_another_request(told):
+    writer, runs = told
+    first = writer.post("/api/test/told", '{"status": 201, "note": "a"}', content_type="application/json",
+                        HTTP_IDEMPOTENCY_KEY="k")  # fmt: skip
+    again = writer.post("/api/test/told", '{"note": "a", "status": 201}', content_type="application/json",
+                        HTTP_IDEMPOTENCY_KEY="k")  # fmt: skip
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["Idempotent-Replayed"] == "true" and len(runs) == 1
+
+
+def _multipart(writer, content: bytes, name: str = "input.csv"):
+    upload = io.BytesIO(content)
+    upload.name = name
+    return writer.post("/api/test/told", {"note": "a", "file": upload}, format="multipart", HTTP_IDEMPOTENCY_KEY="k")
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("tests.agency.urls")
+def test_a_multipart_body_is_the_same_request_only_with_the_same_file(told):
+    writer, runs = told
+    first = _multipart(writer, b"a,b\n1,2\n")
+    same = _multipart(writer, b"a,b\n1,2\n")
+    assert (first.status_code, same.status_code) == (201, 201)
+    assert same.headers["Idempotent-Replayed"] == "true" and len(runs) == 1
+    for other in (_multipart(writer, b"a,b\n1,3\n"), _multipart(writer, b"a,b\n1,2\n", name="other.csv")):
+        assert (other.status_code, other.json()["code"]) == (409, "idempotency_mismatch")
+    assert len(runs) == 1
+    assert runs[0]["file"] == b"a,b\n1,2\n"  # fingerprinting read the file and rewound it
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("tests.agency.urls")
+def test_it_accepts_the_longest_key_and_trims_blanks(told):
+    writer, runs = told
+    longest = "k" * 255
+    first = writer.post("/api/test/told", {}, format="json", HTTP_IDEMPOTENCY_KEY=longest)
+    again = writer.post("/api/test/told", {}, format="json", HTTP_IDEMPOTENCY_KEY=f"  {longest} ")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["Idempotent-Replayed"] == "true" and len(runs) == 1

@@ -14,6 +14,7 @@ from escalations.outbox import outbox_send_due
 from escalations.services import (
     EscalationConflict,
     escalation_acknowledge,
+    escalation_assign,
     escalation_open,
     escalation_resolve,
     escalation_timers_run,
@@ -97,8 +98,12 @@ def test_it_keeps_and_sends_nothing_when_part_of_the_escalation_cannot_be_writte
 def test_it_acknowledges_once():
     escalation, _ = escalation_open(task=TaskFactory(status="processing"), reason="integration", actor="api")
     escalation_acknowledge(escalation=escalation, actor="op")
-    with pytest.raises(EscalationConflict):
+    with pytest.raises(EscalationConflict) as refused:
         escalation_acknowledge(escalation=escalation, actor="op")
+    assert (str(refused.value), refused.value.existing_id) == (
+        "Only an open escalation can be acknowledged.",
+        escalation.pk,
+    )
 
 
 @pytest.mark.django_db
@@ -293,3 +298,30 @@ def test_a_requeue_without_a_time_is_due_now():
     notification_requeue(notification=message)
     message.refresh_from_db()
     assert before <= message.next_attempt_at <= timezone.now()
+
+
+@pytest.mark.django_db
+def test_it_assigns_and_unassigns_with_the_names_in_the_history(django_user_model):
+    alice = django_user_model.objects.create_user(username="alice")
+    escalation, other = escalate(), escalate()
+    escalation_assign(escalation=escalation, assignee=alice, actor="op")
+    assert (escalation.assignee, Escalation.objects.get(pk=other.pk).assignee) == (alice, None)
+    escalation_assign(escalation=escalation, assignee=None, actor="op")
+    assert escalation.assignee is None
+    history = EscalationEvent.objects.filter(escalation=escalation, kind="assigned").order_by("id")
+    assert [(e.actor, e.detail) for e in history] == [("op", "to alice"), ("op", "to nobody")]
+
+
+@pytest.mark.django_db
+def test_it_refuses_to_reassign_a_resolved_escalation(django_user_model):
+    alice = django_user_model.objects.create_user(username="alice")
+    escalation = escalate()
+    escalation_resolve(escalation=escalation, resolution="dismissed", actor="op")
+    with pytest.raises(EscalationConflict) as refused:
+        escalation_assign(escalation=escalation, assignee=alice, actor="op")
+    assert (str(refused.value), refused.value.existing_id) == (
+        "A resolved escalation cannot be reassigned.",
+        escalation.pk,
+    )
+    assert Escalation.objects.get(pk=escalation.pk).assignee is None
+    assert not EscalationEvent.objects.filter(escalation=escalation, kind="assigned").exists()
