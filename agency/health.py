@@ -12,6 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from agency.celery import app as celery_app
+from agency.gateway.selectors import gateway_health
 
 
 def _timed(check) -> dict:
@@ -73,9 +74,13 @@ def cache_check() -> dict:
 
 
 def model_gateway_check() -> dict:
-    # The gateway's deployments and breakers arrive with the pipeline issue;
-    # until then the baseline agent is the only worker and needs no model.
-    return {"ok": True, "deployments": 0, "detail": "no model deployments configured; baseline agent only"}
+    """The breakers: `ok`, `degraded` (some breaker not closed) or `down` (some route has every
+    deployment open). Never a failing check: a model provider's outage is not this instance's, and
+    taking every instance out of the load balancer would not bring the provider back."""
+    health = gateway_health()
+    if not health["deployments"]:
+        health["detail"] = "no model deployments configured; baseline agent only"
+    return {"ok": True, **health}
 
 
 @require_GET
@@ -87,6 +92,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "model_gateway": _timed(model_gateway_check),
     }
     healthy = all(c["ok"] for c in checks.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
-    )
+    status = "ok" if checks["model_gateway"].get("status") == "ok" else "degraded"  # the gateway's own "ok"
+    if not healthy:
+        status = "unavailable"
+    return JsonResponse({"status": status, "checks": checks}, status=200 if healthy else 503)
