@@ -86,3 +86,13 @@ def test_it_reports_the_gateway_down_when_every_deployment_of_a_route_is_open(cl
     code, gateway, status = _healthz_gateway(client)
     assert (gateway["status"], gateway["routes_down"], status) == ("down", ["other", "review"], "degraded")
     assert code == 200  # a provider's outage is no reason to take this instance out of the balancer
+
+
+@pytest.mark.single_pass  # SQLite: the DROP is rolled back with the test's transaction
+def test_it_leaves_database_failures_to_the_database_check(client):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE agency_breakerstate")  # an unmigrated database answers SELECT 1 all the same
+    code, gateway, _ = _healthz_gateway(client)
+    assert (code, gateway["ok"], gateway["status"], gateway["error"]) == (200, True, "unknown", "OperationalError")
