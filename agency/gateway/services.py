@@ -239,10 +239,8 @@ def _ms_since(started: float) -> int:
 def _request(call: _Call, deployment: ModelDeployment) -> _Answer:
     options: dict = {}
     if call.schema is not None:
-        options["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "answer", "schema": call.schema, "strict": True},
-        }
+        # Not "strict": OpenAI refuses (400) schemas outside its strict subset, and we validate anyway.
+        options["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": call.schema}}
     if call.max_tokens is not None:
         options["max_tokens"] = call.max_tokens
     raw = _client(deployment).chat.completions.with_raw_response.create(
