@@ -512,6 +512,9 @@ GATEWAY_RETRIES = env_int("GATEWAY_RETRIES", 2)
 # and a longer one sends the call to the next deployment at once.
 GATEWAY_BACKOFF_SECONDS = env.float("GATEWAY_BACKOFF_SECONDS", default=0.5)
 GATEWAY_RETRY_AFTER_MAX_SECONDS = env.float("GATEWAY_RETRY_AFTER_MAX_SECONDS", default=10.0)
+# How long a process reuses a route's deployments, providers and prices (default 5 s): admin
+# changes reach every process within this time. Breaker states are read on every call.
+GATEWAY_ROUTE_CACHE_SECONDS = env.float("GATEWAY_ROUTE_CACHE_SECONDS", default=5.0)
 GATEWAY_BREAKER_FAILURES = env_int("GATEWAY_BREAKER_FAILURES", 3, minimum=1)
 GATEWAY_BREAKER_COOLDOWN_SECONDS = env_int("GATEWAY_BREAKER_COOLDOWN_SECONDS", 60, minimum=1)
 if GATEWAY_TIMEOUT_SECONDS <= 0 or GATEWAY_BACKOFF_SECONDS < 0 or GATEWAY_RETRY_AFTER_MAX_SECONDS < 0:

@@ -49,6 +49,19 @@ def breaker_state(*, deployment: ModelDeployment) -> BreakerState:
     return state
 
 
+def breaker_states(*, deployments: list[ModelDeployment]) -> dict[int, BreakerState]:
+    """The breakers of `deployments` by deployment id, read now; missing rows are created closed.
+    Raw SQL: this runs on every model call, and compiling the ORM query costs more than running it."""
+    ids = [d.pk for d in deployments]
+    table = BreakerState._meta.db_table
+    sql = f"SELECT * FROM {table} WHERE deployment_id IN ({', '.join(['%s'] * len(ids))})"  # noqa: S608
+    states = {state.pk: state for state in BreakerState.objects.raw(sql, ids)}
+    for deployment in deployments:
+        if deployment.pk not in states:
+            states[deployment.pk] = breaker_state(deployment=deployment)
+    return states
+
+
 def breaker_admit(
     *, deployment: ModelDeployment, state: BreakerState | None = None, now: datetime | None = None
 ) -> Admission:

@@ -33,12 +33,8 @@ def route_for(*, domain: Domain | None, purpose: str) -> Route:
 
 
 def route_deployments(*, route: Route) -> list[ModelDeployment]:
-    """The route's enabled deployments in order, with provider and breaker row, in one query."""
-    steps = (
-        route.steps.filter(deployment__enabled=True)
-        .select_related("deployment__provider", "deployment__breaker")
-        .order_by("position")
-    )
+    """The route's enabled deployments in order, with their providers, in one query."""
+    steps = route.steps.filter(deployment__enabled=True).select_related("deployment__provider").order_by("position")
     return [step.deployment for step in steps]
 
 

@@ -30,6 +30,7 @@ from tracing.context import trace_carrier
 from tracing.otel import tracer
 
 logger = structlog.get_logger(__name__)
+_tracer = tracer()
 
 Outcome = ModelCall.Outcome
 
@@ -64,11 +65,12 @@ def gateway_complete(
     if purpose not in ModelCall.Purpose.values:
         raise GatewayConfigError(f"Unknown purpose {purpose!r}.")
     route = route_named(route) if isinstance(route, str) else route
-    deployments = route_deployments(route=route)
+    deployments = _route_deployments(route)
     _check_runnable(route, deployments)
     validator = _validator(response_schema)
     call = _Call(purpose, route, task, messages, response_schema, validator, temperature, max_tokens)
-    with tracer().start_as_current_span("gateway.complete") as span:
+    call.breakers = breaker.breaker_states(deployments=deployments)  # always fresh, never cached
+    with _tracer.start_as_current_span("gateway.complete") as span:
         span.set_attribute("agency.purpose", purpose)
         span.set_attribute("agency.route", route.name)
         for deployment in deployments:
@@ -98,6 +100,24 @@ class _Call:
     max_tokens: int | None
     attempts: int = 0  # HTTP attempts so far, over every deployment: the ledger's `attempt`
     failures: list[str] = field(default_factory=list)
+    breakers: dict[int, BreakerState] = field(default_factory=dict)
+
+
+# Routes with their deployments and providers, per process, for GATEWAY_ROUTE_CACHE_SECONDS: the
+# configuration changes rarely and reading it is most of the gateway's own cost per call. Breaker
+# states are read on every call.
+_routes: dict[int, tuple[float, list[ModelDeployment]]] = {}
+
+
+def _route_deployments(route: Route) -> list[ModelDeployment]:
+    ttl, now = settings.GATEWAY_ROUTE_CACHE_SECONDS, time.monotonic()
+    seen = _routes.get(route.pk)
+    if ttl and seen is not None and now - seen[0] < ttl:
+        return seen[1]
+    deployments = route_deployments(route=route)
+    if ttl:
+        _routes[route.pk] = (now, deployments)
+    return deployments
 
 
 def _check_runnable(route: Route, deployments: list[ModelDeployment]) -> None:
@@ -140,7 +160,7 @@ class _MalformedAnswer(Exception):
 
 def _deployment_try(call: _Call, deployment: ModelDeployment) -> Completion | None:
     """Up to 1 + GATEWAY_RETRIES attempts on `deployment`; None when it could not answer."""
-    state = _breaker_row(deployment)
+    state = call.breakers[deployment.pk]
     retrying = Retrying(
         stop=stop_after_attempt(settings.GATEWAY_RETRIES + 1) | _retry_after_too_long,
         retry=retry_if_exception(_transient),
@@ -154,13 +174,6 @@ def _deployment_try(call: _Call, deployment: ModelDeployment) -> Completion | No
     except (openai.APIError, _MalformedAnswer) as exc:
         call.failures.append(f"{deployment}: {type(exc).__name__}")
     return None
-
-
-def _breaker_row(deployment: ModelDeployment) -> BreakerState:
-    try:
-        return deployment.breaker
-    except BreakerState.DoesNotExist:
-        return breaker.breaker_state(deployment=deployment)
 
 
 def _transient(exc: BaseException) -> bool:

@@ -27,4 +27,5 @@ def fast_gateway(settings):
     settings.GATEWAY_RETRIES = 2
     settings.GATEWAY_BREAKER_FAILURES = 3
     settings.GATEWAY_BREAKER_COOLDOWN_SECONDS = 60
+    settings.GATEWAY_ROUTE_CACHE_SECONDS = 0  # each test's routes as it wrote them
     return settings

@@ -192,3 +192,17 @@ def test_it_shares_the_breaker_between_processes(fake_openai):
     with pytest.raises(GatewayUnavailable):
         _ask("shared")
     assert len(fake_openai.requests) == 3  # this process sent nothing
+
+
+@pytest.mark.django_db
+def test_it_reads_the_breaker_afresh_even_while_the_route_is_cached(fake_openai, settings):
+    settings.GATEWAY_ROUTE_CACHE_SECONDS = 60
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    assert _ask(route).text == "Hello."  # the route is cached from here on
+    BreakerState.objects.filter(deployment=deployment).update(
+        status="open", failures=3, changed_at=timezone.now()
+    )  # opened by another process
+    with pytest.raises(GatewayUnavailable):
+        _ask(route)
+    assert len(fake_openai.requests) == 1
