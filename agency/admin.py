@@ -3,8 +3,11 @@ from collections.abc import Callable, Iterable
 from django.contrib import admin, messages
 
 from agency.errors import DomainError
+from agency.gateway.breaker import breaker_reset
+from agency.gateway.selectors import model_call_totals
 from agency.models import (
     ApiKey,
+    BreakerEvent,
     Client,
     ClientEmail,
     CycleRun,
@@ -12,6 +15,11 @@ from agency.models import (
     DeliveryLink,
     Domain,
     IdempotencyRecord,
+    ModelCall,
+    ModelDeployment,
+    Provider,
+    Route,
+    RouteStep,
     StripeEvent,
     Task,
     TaskEvent,
@@ -256,3 +264,112 @@ class ClientEmailAdmin(ReadOnlyAdmin):
     search_fields = ["to"]
     list_select_related = ["task"]
     show_full_result_count = False
+
+
+# --- Model gateway (docs/gateway.md) -------------------------------------------------------------
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "base_url", "api_key_env"]
+    list_filter = ["kind"]
+    search_fields = ["name", "base_url"]
+
+
+class BreakerEventInline(ReadOnlyInline):
+    model = BreakerEvent
+    fields = ["created_at", "from_status", "to_status", "actor", "reason", "trace_id"]
+
+
+@admin.register(ModelDeployment)
+class ModelDeploymentAdmin(admin.ModelAdmin):
+    """Deployments with their live breaker; "Reset breaker" closes one by hand (`breaker_reset`)."""
+
+    list_display = [
+        "__str__", "enabled", "price_in_cents_per_1m", "price_out_cents_per_1m", "gpu_second_cents",
+        "breaker_status", "breaker_failures", "breaker_changed_at",
+    ]  # fmt: skip
+    list_filter = ["enabled", "provider", "breaker__status"]
+    search_fields = ["model", "provider__name"]
+    list_select_related = ["provider", "breaker"]
+    readonly_fields = ["breaker_status", "breaker_failures", "breaker_changed_at"]
+    inlines = [BreakerEventInline]
+    actions = ["reset_breaker"]
+
+    def _breaker(self, obj):
+        return getattr(obj, "breaker", None)  # no row yet: never called, closed
+
+    @admin.display(description="breaker", ordering="breaker__status")
+    def breaker_status(self, obj) -> str:
+        breaker = self._breaker(obj)
+        return breaker.get_status_display() if breaker else "Closed"
+
+    @admin.display(description="consecutive failures")
+    def breaker_failures(self, obj) -> int:
+        breaker = self._breaker(obj)
+        return breaker.failures if breaker else 0
+
+    @admin.display(description="breaker changed")
+    def breaker_changed_at(self, obj):
+        breaker = self._breaker(obj)
+        return breaker.changed_at if breaker else None
+
+    @admin.action(description="Reset breaker (close it now)", permissions=["change"])
+    def reset_breaker(self, request, queryset):
+        actor = admin_actor(request)
+        reset = sum(breaker_reset(deployment=deployment, actor=actor) for deployment in queryset)
+        self.message_user(request, f"Reset {reset} breaker(s); the others were already closed.")
+
+
+class RouteStepInline(admin.TabularInline):
+    model = RouteStep
+    fields = ["position", "deployment"]
+    ordering = ["position"]
+    extra = 1
+    autocomplete_fields = ["deployment"]
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    """A route's deployments in order: position 0 is the primary. To swap two, move one to a free
+    position first (positions are unique per route)."""
+
+    list_display = ["name", "domain", "purpose"]
+    list_filter = ["purpose", "domain"]
+    list_select_related = ["domain"]
+    inlines = [RouteStepInline]
+
+
+class DeploymentListFilter(admin.RelatedFieldListFilter):
+    """Deployments named with their provider, in one query (the stock filter asks per deployment)."""
+
+    def field_choices(self, field, request, model_admin):
+        return [(d.pk, str(d)) for d in ModelDeployment.objects.select_related("provider")]
+
+
+@admin.register(ModelCall)
+class ModelCallAdmin(ReadOnlyAdmin):
+    """The ledger, with the totals of the filtered rows (one aggregate query) above the list."""
+
+    list_display = [
+        "created_at", "deployment", "purpose", "task", "attempt", "outcome", "error_class", "tokens_in",
+        "tokens_out", "cost_cents", "provider_cost_cents", "latency_ms", "trace_id",
+    ]  # fmt: skip
+    list_filter = [
+        "purpose", "outcome", ("deployment", DeploymentListFilter), ("created_at", admin.DateFieldListFilter),
+        ("task", admin.EmptyFieldListFilter),
+    ]  # fmt: skip
+    search_fields = ["trace_id"]
+    list_select_related = ["deployment__provider", "task"]
+    show_full_result_count = False
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # One task's calls: ?task__id__exact=<id> (linked from wherever a task is shown).
+        return lookup in {"task__id__exact", "task"} or super().lookup_allowed(lookup, value, request)
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist is not None:
+            response.context_data["ledger_totals"] = model_call_totals(calls=changelist.queryset)
+        return response

@@ -7,11 +7,12 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from agency.celery import app as celery_app
+from agency.gateway.selectors import gateway_health
 
 
 def _timed(check) -> dict:
@@ -73,9 +74,17 @@ def cache_check() -> dict:
 
 
 def model_gateway_check() -> dict:
-    # The gateway's deployments and breakers arrive with the pipeline issue;
-    # until then the baseline agent is the only worker and needs no model.
-    return {"ok": True, "deployments": 0, "detail": "no model deployments configured; baseline agent only"}
+    """The breakers: `ok`, `degraded` (some breaker not closed) or `down` (some route has every
+    deployment open). Never a failing check: a model provider's outage is not this instance's, and
+    taking every instance out of the load balancer would not bring the provider back. The database's
+    own failures are the `database` check's (an unmigrated one answers `SELECT 1`): here, `unknown`."""
+    try:
+        health = gateway_health()
+    except DatabaseError as exc:
+        return {"ok": True, "status": "unknown", "error": type(exc).__name__}
+    if not health["deployments"]:
+        health["detail"] = "no model deployments configured; baseline agent only"
+    return {"ok": True, **health}
 
 
 @require_GET
@@ -87,6 +96,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "model_gateway": _timed(model_gateway_check),
     }
     healthy = all(c["ok"] for c in checks.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
-    )
+    status = "ok" if checks["model_gateway"].get("status") == "ok" else "degraded"  # the gateway's own "ok"
+    if not healthy:
+        status = "unavailable"
+    return JsonResponse({"status": status, "checks": checks}, status=200 if healthy else 503)

@@ -502,6 +502,46 @@ SECRET_PATH_PREFIXES = ("/deliver/",)
 
 configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT, cache=not DEBUG, secret_path_prefixes=SECRET_PATH_PREFIXES)
 
+# --- Model gateway (docs/gateway.md) -----------------------------------------------
+
+# Per request; a timeout is retried like a 5xx, then the next deployment is asked.
+GATEWAY_TIMEOUT_SECONDS = env.float("GATEWAY_TIMEOUT_SECONDS", default=60.0)
+# Retries per deployment after the first attempt (timeouts, connection errors, 5xx, 429).
+GATEWAY_RETRIES = env_int("GATEWAY_RETRIES", 2)
+# Exponential backoff between retries starts here; a 429's Retry-After is honoured up to the cap,
+# and a longer one sends the call to the next deployment at once.
+GATEWAY_BACKOFF_SECONDS = env.float("GATEWAY_BACKOFF_SECONDS", default=0.5)
+GATEWAY_RETRY_AFTER_MAX_SECONDS = env.float("GATEWAY_RETRY_AFTER_MAX_SECONDS", default=10.0)
+# How long a process reuses a route's deployments, providers and prices (default 5 s): admin
+# changes reach every process within this time. Breaker states are read on every call.
+GATEWAY_ROUTE_CACHE_SECONDS = env.float("GATEWAY_ROUTE_CACHE_SECONDS", default=5.0)
+GATEWAY_BREAKER_FAILURES = env_int("GATEWAY_BREAKER_FAILURES", 3, minimum=1)
+GATEWAY_BREAKER_COOLDOWN_SECONDS = env_int("GATEWAY_BREAKER_COOLDOWN_SECONDS", 60, minimum=1)
+if GATEWAY_TIMEOUT_SECONDS <= 0 or GATEWAY_BACKOFF_SECONDS < 0 or GATEWAY_RETRY_AFTER_MAX_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "GATEWAY_TIMEOUT_SECONDS must be positive, "
+        "GATEWAY_BACKOFF_SECONDS and GATEWAY_RETRY_AFTER_MAX_SECONDS at least 0"
+    )
+# One OpenAI-compatible model for the whole agency, written into the database at start-up by
+# `manage.py gateway_configure` (and the demo): nothing is configured while the base URL is empty.
+AGENCY_MODEL_BASE_URL = env.str("AGENCY_MODEL_BASE_URL", default="")
+AGENCY_MODEL_NAME = env.str("AGENCY_MODEL_NAME", default="")
+AGENCY_MODEL_API_KEY_ENV = env.str("AGENCY_MODEL_API_KEY_ENV", default="")
+AGENCY_MODEL_KIND = env.str("AGENCY_MODEL_KIND", default="cloud")
+AGENCY_MODEL_PRICE_IN_CENTS_PER_1M = env.str("AGENCY_MODEL_PRICE_IN_CENTS_PER_1M", default="")
+AGENCY_MODEL_PRICE_OUT_CENTS_PER_1M = env.str("AGENCY_MODEL_PRICE_OUT_CENTS_PER_1M", default="")
+if AGENCY_MODEL_BASE_URL and not AGENCY_MODEL_NAME:
+    raise ImproperlyConfigured("AGENCY_MODEL_BASE_URL is set: AGENCY_MODEL_NAME must name the model too")
+if AGENCY_MODEL_KIND not in {"local", "cloud"}:
+    raise ImproperlyConfigured(f"AGENCY_MODEL_KIND must be 'local' or 'cloud', got {AGENCY_MODEL_KIND!r}")
+for _name in ("AGENCY_MODEL_PRICE_IN_CENTS_PER_1M", "AGENCY_MODEL_PRICE_OUT_CENTS_PER_1M"):
+    _raw = globals()[_name]
+    try:
+        if _raw and not Decimal(_raw) >= 0:
+            raise ValueError
+    except (ArithmeticError, ValueError):
+        raise ImproperlyConfigured(f"{_name} must be a decimal number of cents, at least 0, got {_raw!r}") from None
+
 # --- Health ---------------------------------------------------------------------
 
 # How long /healthz waits for the broker, and for how long a process reuses the broker's answer.

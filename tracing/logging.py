@@ -118,7 +118,16 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Chatty libraries stay at WARNING unless asked for explicitly.
-    for name in ("django.db.backends", "django.utils.autoreload", "urllib3", "httpx", "httpcore"):
+    for name in (
+        "django.db.backends",
+        "django.utils.autoreload",
+        "urllib3",
+        "httpx",
+        "httpcore",
+        "httpx2",
+        "httpcore2",
+        "openai",
+    ):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     for name in ("django", "celery", "kombu"):
         logging.getLogger(name).handlers[:] = []

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from agency.api import tasks, views
+from agency.api import gateway, tasks, views
 
 urlpatterns = [
     path("keys", views.ApiKeyListApi.as_view(), name="key-list"),
@@ -11,5 +11,6 @@ urlpatterns = [
     path("tasks", tasks.TaskListCreateApi.as_view(), name="task-list"),
     path("tasks/<int:pk>", tasks.TaskDetailApi.as_view(), name="task-detail"),
     path("tasks/<int:pk>/cancel", tasks.TaskCancelApi.as_view(), name="task-cancel"),
+    path("model-calls", gateway.ModelCallListApi.as_view(), name="model-call-list"),
     path("webhooks/stripe", tasks.StripeWebhookApi.as_view(), name="stripe-webhook"),
 ]

@@ -2,12 +2,23 @@
 
 from agency.models.api import ApiKey, IdempotencyRecord
 from agency.models.cycles import CycleRun
+from agency.models.gateway import (
+    BreakerEvent,
+    BreakerState,
+    ModelCall,
+    ModelDeployment,
+    Provider,
+    Route,
+    RouteStep,
+)
 from agency.models.outbox import ClientEmail
 from agency.models.payments import StripeEvent
 from agency.models.tasks import Client, Deliverable, DeliveryLink, Domain, Task, TaskEvent
 
 __all__ = [
     "ApiKey",
+    "BreakerEvent",
+    "BreakerState",
     "Client",
     "ClientEmail",
     "CycleRun",
@@ -15,6 +26,11 @@ __all__ = [
     "DeliveryLink",
     "Domain",
     "IdempotencyRecord",
+    "ModelCall",
+    "ModelDeployment",
+    "Provider",
+    "Route",
+    "RouteStep",
     "StripeEvent",
     "Task",
     "TaskEvent",

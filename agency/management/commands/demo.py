@@ -43,6 +43,8 @@ class Command(TracedCommand):
             settings.PUBLIC_BASE_URL = public_base_url(addrport)
         self.stdout.write("1. Migrating the database…")
         call_command("migrate", interactive=False, verbosity=0)
+        if settings.AGENCY_MODEL_BASE_URL:  # a model named in the environment (docs/gateway.md)
+            call_command("gateway_configure", stdout=self.stdout, stderr=self.stderr)
         login = self._operator()
         key_line = self._demo_key()
         seeded = demo_tasks_seed()

@@ -1,0 +1,208 @@
+"""The circuit breaker of each deployment, shared by every process (docs/gateway.md)."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from agency.gateway import GatewayUnavailable, gateway_complete
+from agency.gateway.breaker import breaker_reset
+from agency.models import BreakerEvent, BreakerState, ModelCall
+from tests.agency.fake_openai import ok, status
+from tests.agency.gateway_setup import deployment_at, route_of
+from tests.concurrency import run_at_once
+from tests.processes import ROOT
+
+pytestmark = pytest.mark.usefixtures("fast_gateway")
+
+HELLO = [{"role": "user", "content": "hi"}]
+
+
+def _ask(route):
+    return gateway_complete(purpose="work", route=route, messages=HELLO)
+
+
+def _breaker(deployment) -> BreakerState:
+    return BreakerState.objects.get(deployment=deployment)
+
+
+def _opened_seconds_ago(deployment, seconds: float) -> None:
+    """The test's clock: move the breaker's last change into the past instead of waiting."""
+    BreakerState.objects.filter(deployment=deployment).update(changed_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def _open(fake, deployment, route) -> None:
+    fake.then(status(500), status(500), status(500))
+    with pytest.raises(GatewayUnavailable):
+        _ask(route)
+    assert _breaker(deployment).status == "open"
+
+
+@pytest.mark.django_db
+def test_it_opens_after_three_consecutive_failures(fake_openai, settings):
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    settings.GATEWAY_RETRIES = 1
+    fake_openai.then(status(500), status(500))
+    with pytest.raises(GatewayUnavailable):
+        _ask(route)
+    assert (_breaker(deployment).status, _breaker(deployment).failures) == ("closed", 2)
+    fake_openai.then(status(500))
+    with pytest.raises(GatewayUnavailable):
+        _ask(route)
+    state = _breaker(deployment)
+    assert (state.status, state.failures) == ("open", 3)
+    assert len(fake_openai.requests) == 3
+    assert list(BreakerEvent.objects.values_list("from_status", "to_status")) == [("closed", "open")]
+
+
+@pytest.mark.django_db
+def test_it_counts_only_consecutive_failures(fake_openai, settings):
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    fake_openai.then(status(500), status(500), ok(), status(500), status(500), ok())
+    _ask(route)
+    _ask(route)
+    state = _breaker(deployment)
+    assert (state.status, state.failures) == ("closed", 0)
+
+
+@pytest.mark.django_db
+def test_it_sends_nothing_while_open(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    _open(fake_openai, deployment, route)
+    sent = len(fake_openai.requests)
+    _opened_seconds_ago(deployment, 59)
+    with pytest.raises(GatewayUnavailable) as raised:
+        _ask(route)
+    assert len(fake_openai.requests) == sent
+    assert "breaker open" in raised.value.attempts[0]
+    assert ModelCall.objects.count() == 3  # refusals are not model calls
+
+
+@pytest.mark.django_db
+def test_it_falls_back_past_an_open_breaker_without_asking_it(fake_openai, second_fake_openai):
+    first = deployment_at(fake_openai.url, model="a")
+    second = deployment_at(second_fake_openai.url, model="b")
+    _open(fake_openai, first, route_of(first, name="first-only"))
+    sent = len(fake_openai.requests)
+    assert _ask(route_of(first, second)).deployment == second
+    assert len(fake_openai.requests) == sent
+
+
+@pytest.mark.django_db
+def test_it_closes_when_the_trial_after_the_cooldown_succeeds(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    _open(fake_openai, deployment, route)
+    _opened_seconds_ago(deployment, 60)
+    assert _ask(route).text == "Hello."
+    state = _breaker(deployment)
+    assert (state.status, state.failures) == ("closed", 0)
+    assert list(BreakerEvent.objects.values_list("to_status", flat=True)) == ["open", "half_open", "closed"]
+
+
+@pytest.mark.django_db
+def test_it_reopens_when_the_trial_fails_and_does_not_retry_it(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    _open(fake_openai, deployment, route)
+    _opened_seconds_ago(deployment, 61)
+    fake_openai.then(status(500), status(500))
+    sent = len(fake_openai.requests)
+    with pytest.raises(GatewayUnavailable):
+        _ask(route)
+    assert len(fake_openai.requests) == sent + 1  # the one trial, no retry
+    state = _breaker(deployment)
+    assert state.status == "open"
+    assert timezone.now() - state.changed_at < timedelta(seconds=5)  # a new cool-down started
+
+
+@pytest.mark.django_db
+def test_it_lets_a_new_trial_through_when_the_last_one_never_reported(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    _open(fake_openai, deployment, route)
+    BreakerState.objects.filter(deployment=deployment).update(status="half_open")  # its caller died
+    _opened_seconds_ago(deployment, 30)
+    with pytest.raises(GatewayUnavailable):
+        _ask(route)
+    _opened_seconds_ago(deployment, 61)
+    assert _ask(route).text == "Hello."
+    assert _breaker(deployment).status == "closed"
+
+
+@pytest.mark.django_db
+def test_it_resets_a_breaker_by_hand_with_an_audit_row(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    _open(fake_openai, deployment, route_of(deployment))
+    assert breaker_reset(deployment=deployment, actor="admin:user:1") is True
+    assert breaker_reset(deployment=deployment, actor="admin:user:1") is False  # nothing left to reset
+    assert _breaker(deployment).status == "closed"
+    last = BreakerEvent.objects.last()
+    assert (last.from_status, last.to_status, last.actor) == ("open", "closed", "admin:user:1")
+
+
+@pytest.mark.server_db
+@pytest.mark.django_db(transaction=True)
+def test_it_lets_exactly_one_trial_through_when_eight_threads_ask_at_once(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    for _ in range(3):  # several rounds: a race that only sometimes overlaps proves little
+        BreakerState.objects.update_or_create(
+            deployment=deployment, defaults={"status": "open", "failures": 3, "changed_at": timezone.now()}
+        )
+        _opened_seconds_ago(deployment, 61)
+        fake_openai.requests.clear()
+        fake_openai.then(ok("trial", delay=0.3))  # still in flight while the others ask
+
+        def ask(i):
+            try:
+                return _ask(route).text
+            except GatewayUnavailable:
+                return "refused"
+
+        results = run_at_once(8, ask)
+        assert sorted(results) == ["refused"] * 7 + ["trial"]
+        assert len(fake_openai.requests) == 1
+        assert _breaker(deployment).status == "closed"
+
+
+@pytest.mark.server_db
+@pytest.mark.django_db(transaction=True)
+def test_it_shares_the_breaker_between_processes(fake_openai):
+    from tests.conftest import database_url
+
+    deployment = deployment_at(fake_openai.url)
+    route_of(deployment, name="shared")
+    fake_openai.default = status(503)
+    env = {**os.environ, "DATABASE_URL": database_url(), "AGENCY_DOTENV": "false", "GATEWAY_BACKOFF_SECONDS": "0"}
+    other = subprocess.run(
+        [sys.executable, "tests/agency/gateway_call.py", "shared"], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert json.loads(other.stdout.splitlines()[-1]) == {"ok": False, "error": "GatewayUnavailable"}
+    assert len(fake_openai.requests) == 3
+    assert _breaker(deployment).status == "open"  # opened by the other process
+    with pytest.raises(GatewayUnavailable):
+        _ask("shared")
+    assert len(fake_openai.requests) == 3  # this process sent nothing
+
+
+@pytest.mark.django_db
+def test_it_reads_the_breaker_afresh_even_while_the_route_is_cached(fake_openai, settings):
+    settings.GATEWAY_ROUTE_CACHE_SECONDS = 60
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    assert _ask(route).text == "Hello."  # the route is cached from here on
+    BreakerState.objects.filter(deployment=deployment).update(
+        status="open", failures=3, changed_at=timezone.now()
+    )  # opened by another process
+    with pytest.raises(GatewayUnavailable):
+        _ask(route)
+    assert len(fake_openai.requests) == 1
