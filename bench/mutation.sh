@@ -45,6 +45,10 @@ TOML
 cd "$scratch"
 unset DATABASE_URL CELERY_BROKER_URL CACHE_URL
 export AGENCY_DOTENV=false PYTHONWARNINGS=ignore
+# Every test session mutmut starts copies this migrated database instead of migrating its own
+# (tests/conftest.py, pytest_sessionstart): a few seconds saved per mutant.
+DATABASE_URL="sqlite:///$scratch/test-template.sqlite3" "$ROOT/.venv/bin/python" manage.py migrate -v0
+export AGENCY_TEST_DB_TEMPLATE="$scratch/test-template.sqlite3"
 echo "Mutating $* in $scratch (the suite runs once first; a few minutes per module)…"
 "$MUTMUT" run --max-children 2 >"$scratch/run.log" 2>&1 || { tail -40 "$scratch/run.log"; exit 1; }
 "$MUTMUT" results --all true 2>/dev/null | "$ROOT/.venv/bin/python" "$ROOT/bench/mutation_report.py" \

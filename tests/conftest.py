@@ -1,6 +1,8 @@
 import contextlib
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -18,6 +20,20 @@ DESELECTED = {
     "postgresql": ("single_pass",),
     "mysql": ("single_pass", "postgres", "celery_worker"),
 }
+
+
+def pytest_sessionstart(session):
+    """With `AGENCY_TEST_DB_TEMPLATE` (bench/mutation.sh), each session starts from its own copy of
+    one migrated SQLite file instead of migrating a new database: migrations are most of the time
+    of the short sessions mutation testing runs by the thousand. Normal runs are not affected."""
+    template = os.environ.get("AGENCY_TEST_DB_TEMPLATE")
+    if not template:
+        return
+    copy = Path(template).with_name(f"session-{os.getpid()}.sqlite3")
+    shutil.copyfile(template, copy)
+    connection.settings_dict["TEST"]["NAME"] = str(copy)
+    session.config.option.reuse_db = True
+    session.config.add_cleanup(lambda: copy.unlink(missing_ok=True))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,8 +1,12 @@
 """Flagging a task for an operator (`task_flag`): every caller's flag is kept, none hides another;
 `task_unflag` withdraws one note and no other."""
 
-import pytest
+from datetime import timedelta
 
+import pytest
+from django.utils import timezone
+
+from agency.models import Task
 from agency.services.tasks import task_flag, task_unflag
 from escalations.services import escalation_open, escalation_resolve
 from tests.agency.factories import TaskFactory
@@ -38,8 +42,9 @@ def test_it_updates_the_instance_it_was_given():
 
 def test_it_refuses_a_flag_without_a_note():
     task = TaskFactory(status="paid")
-    with pytest.raises(ValueError, match="note"):
+    with pytest.raises(ValueError) as refused:
         task_flag(task=task, note="  ", actor="admin:user:1")
+    assert str(refused.value) == "A flag needs a note saying what to look at."
     task.refresh_from_db()
     assert not task.needs_operator
 
@@ -67,3 +72,16 @@ def test_withdrawing_a_note_that_is_not_there_changes_nothing():
     assert not task_unflag(task=task, note="Stripe: payment failed", actor="stripe")
     task.refresh_from_db()
     assert (task.needs_operator, task.operator_note) == (True, "Check the invoice.")
+
+
+def test_flagging_and_withdrawing_move_the_tasks_updated_time():
+    task = TaskFactory(status="completed")
+    long_ago = timezone.now() - timedelta(days=2)
+    Task.objects.filter(pk=task.pk).update(updated_at=long_ago)
+    before = timezone.now()
+    task_flag(task=task, note="Check the invoice.", actor="op")
+    flagged_at = Task.objects.get(pk=task.pk).updated_at
+    assert before <= flagged_at <= timezone.now() and task.updated_at == flagged_at
+    Task.objects.filter(pk=task.pk).update(updated_at=long_ago)
+    task_unflag(task=task, note="Check the invoice.", actor="op")
+    assert before <= Task.objects.get(pk=task.pk).updated_at <= timezone.now()
