@@ -27,16 +27,22 @@ def main() -> None:
             continue
         if name in equivalent:
             counts[module]["equivalent"] += 1
-        elif status == "killed":
+        elif status in ("killed", "timeout"):
+            # A mutant that makes the tests hang is caught too: the suite would never pass with it.
             counts[module]["killed"] += 1
-        else:  # survived, no tests, timeout, suspicious: none of them is a test that caught it
+            counts[module]["timeout"] += status == "timeout"
+        else:  # survived, no tests, suspicious: none of them is a test that caught it
             counts[module]["survived"] += 1
             print(f"  {status}: {name}")
     for module in modules:
         c = counts[module]
         scored = c["killed"] + c["survived"]
         score = 100 * c["killed"] / scored if scored else 0.0
-        print(f"{module}: {score:.1f} % ({c['killed']} killed, {c['survived']} survived, {c['equivalent']} equivalent)")
+        hung = f" ({c['timeout']} by timeout)" if c["timeout"] else ""
+        print(
+            f"{module}: {score:.1f} % ({c['killed']} killed{hung}, {c['survived']} survived, "
+            f"{c['equivalent']} equivalent)"
+        )
 
 
 if __name__ == "__main__":

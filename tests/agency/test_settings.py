@@ -174,3 +174,32 @@ def test_it_refuses_a_cache_timeout_of_zero():
     result = _start(CACHE_URL="redis://127.0.0.1:6379/1", CACHE_TIMEOUT_SECONDS="0")
     assert result.returncode != 0
     assert "CACHE_CONNECT_TIMEOUT_SECONDS and CACHE_TIMEOUT_SECONDS must be positive" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GATEWAY_TIMEOUT_SECONDS": "0"}, "GATEWAY_TIMEOUT_SECONDS must be positive"),
+        ({"GATEWAY_BACKOFF_SECONDS": "-1"}, "GATEWAY_TIMEOUT_SECONDS must be positive"),
+        ({"GATEWAY_BREAKER_FAILURES": "0"}, "GATEWAY_BREAKER_FAILURES"),
+        ({"AGENCY_MODEL_BASE_URL": "http://127.0.0.1:11434/v1"}, "AGENCY_MODEL_NAME must name the model"),
+        ({"AGENCY_MODEL_KIND": "edge"}, "AGENCY_MODEL_KIND must be 'local' or 'cloud'"),
+        ({"AGENCY_MODEL_PRICE_IN_CENTS_PER_1M": "2.5$"}, "AGENCY_MODEL_PRICE_IN_CENTS_PER_1M must be a decimal"),
+        ({"AGENCY_MODEL_PRICE_OUT_CENTS_PER_1M": "-3"}, "AGENCY_MODEL_PRICE_OUT_CENTS_PER_1M must be a decimal"),
+    ],
+)
+def test_it_refuses_a_bad_model_gateway_setting(env, message):
+    result = _start(**env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_it_starts_with_a_model_configured_from_the_environment():
+    result = _start(
+        AGENCY_MODEL_BASE_URL="http://127.0.0.1:11434/v1",
+        AGENCY_MODEL_NAME="llama3.2",
+        AGENCY_MODEL_KIND="local",
+        AGENCY_MODEL_PRICE_IN_CENTS_PER_1M="0.5",
+        AGENCY_MODEL_PRICE_OUT_CENTS_PER_1M="1",
+    )
+    assert result.returncode == 0, result.stderr
