@@ -82,6 +82,17 @@ def fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def fresh_routes():
+    """Each test's model routes as it wrote them: a route cached by an earlier test (whose id the
+    database may reuse) never answers for this one."""
+    from agency.gateway.services import route_cache_clear
+
+    route_cache_clear()
+    yield
+    route_cache_clear()
+
+
 @pytest.fixture(params=["refused", "hung"])
 def cache_down(request, fresh_cache):
     """The shared cache (Redis) is down: nothing listens on its port ("refused"), or a server takes

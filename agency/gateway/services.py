@@ -109,6 +109,11 @@ class _Call:
 _routes: dict[int, tuple[float, list[ModelDeployment]]] = {}
 
 
+def route_cache_clear() -> None:
+    """Forget this process's cached routes: the next call reads them from the database."""
+    _routes.clear()
+
+
 def _route_deployments(route: Route) -> list[ModelDeployment]:
     ttl, now = settings.GATEWAY_ROUTE_CACHE_SECONDS, time.monotonic()
     seen = _routes.get(route.pk)
