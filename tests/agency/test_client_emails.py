@@ -87,7 +87,9 @@ def test_a_refused_address_is_dead_at_once_and_flags_only_its_task(smtp_inbox):
     )
     assert not fine.needs_operator
     assert DeliveryLink.objects.get(task=refused).revoked_at is not None
-    assert ClientEmail.objects.get(task=refused).last_error.startswith("Recipients refused")
+    error = ClientEmail.objects.get(task=refused).last_error
+    assert error.startswith("Recipients refused")
+    assert f"was not sent ({error}); check the address" in refused.operator_note  # the operator sees why
 
 
 def test_a_greylisted_address_is_tried_again_until_the_attempts_run_out(smtp_inbox, settings):
