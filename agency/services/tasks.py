@@ -211,7 +211,7 @@ def task_flag(*, task: Task, note: str, actor: str) -> None:
         needs_operator=True,
         operator_note=Case(
             When(operator_note="", then=Value(note)),
-            default=Concat(F("operator_note"), Value("\n" + note), output_field=TextField()),
+            default=Concat(F("operator_note"), Value("\n" + note)),
             output_field=TextField(),
         ),
         updated_at=timezone.now(),

@@ -115,3 +115,20 @@ def test_a_link_sent_again_long_after_completion_runs_from_when_it_is_sent(smtp_
     again = DeliveryLink.objects.exclude(pk=first.pk).get(task=task)
     assert again.expires_at > timezone.now() + timedelta(days=6)
     assert Client().get(_link_in(smtp_inbox.messages[-1]).removeprefix("http://127.0.0.1:8000")).status_code == 200
+
+
+def test_the_link_and_subject_are_right_whatever_the_base_urls_trailing_slash(smtp_inbox, settings):
+    settings.PUBLIC_BASE_URL = "https://agency.example/"
+    task = _complete("a@example.com")
+    assert client_emails_relay()["sent"] == 1
+    [message] = smtp_inbox.messages
+    assert _link_in(message).startswith(f"https://agency.example/deliver/{task.pk}/")
+    assert f"Subject: Your delivery is ready: {task.title}".encode() in message.content
+
+
+def test_an_email_for_a_task_no_longer_completed_is_cancelled_unsent(smtp_inbox):
+    task = _complete("a@example.com")
+    Task.objects.filter(pk=task.pk).update(status="failed")  # changed by hand before the relay ran
+    assert client_emails_relay()["cancelled"] == 1
+    assert smtp_inbox.messages == [] and not DeliveryLink.objects.filter(task=task).exists()
+    assert ClientEmail.objects.get(task=task).last_error == "The task is failed, not completed."

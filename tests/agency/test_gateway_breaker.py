@@ -57,7 +57,9 @@ def test_it_opens_after_three_consecutive_failures(fake_openai, settings):
     state = _breaker(deployment)
     assert (state.status, state.failures) == ("open", 3)
     assert len(fake_openai.requests) == 3
-    assert list(BreakerEvent.objects.values_list("from_status", "to_status")) == [("closed", "open")]
+    assert list(BreakerEvent.objects.values_list("from_status", "to_status", "actor", "reason")) == [
+        ("closed", "open", "gateway", "3 consecutive failures")
+    ]
 
 
 @pytest.mark.django_db
@@ -145,7 +147,35 @@ def test_it_resets_a_breaker_by_hand_with_an_audit_row(fake_openai):
     assert breaker_reset(deployment=deployment, actor="admin:user:1") is False  # nothing left to reset
     assert _breaker(deployment).status == "closed"
     last = BreakerEvent.objects.last()
-    assert (last.from_status, last.to_status, last.actor) == ("open", "closed", "admin:user:1")
+    assert (last.from_status, last.to_status, last.actor, last.reason) == (
+        "open",
+        "closed",
+        "admin:user:1",
+        "reset by hand",
+    )
+    assert (_breaker(deployment).failures, _breaker(deployment).changed_at) == (0, None)
+
+
+@pytest.mark.django_db
+def test_a_reset_clears_the_failures_of_a_closed_breaker_without_an_event(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    fake_openai.then(status(500), ok())
+    _ask(route_of(deployment))  # one failure, then an answer: closed, and the count restarted
+    BreakerState.objects.filter(deployment=deployment).update(failures=2)
+    assert breaker_reset(deployment=deployment, actor="admin:user:1") is True
+    assert (_breaker(deployment).status, _breaker(deployment).failures) == ("closed", 0)
+    assert not BreakerEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_reset_closes_only_the_breaker_asked_for(fake_openai, second_fake_openai):
+    first, second = deployment_at(fake_openai.url), deployment_at(second_fake_openai.url)
+    _open(fake_openai, first, route_of(first, name="first"))
+    _open(second_fake_openai, second, route_of(second, name="second"))
+    BreakerState.objects.update(changed_at=timezone.now() - timedelta(seconds=5))  # opened at the same instant
+    assert breaker_reset(deployment=first, actor="admin:user:1")
+    assert (_breaker(first).status, _breaker(second).status) == ("closed", "open")
+    assert _breaker(second).failures == 3
 
 
 @pytest.mark.server_db

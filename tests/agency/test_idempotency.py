@@ -5,9 +5,10 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.response import Response
 
 from agency.api.errors import Conflict
-from agency.api.idempotency import idempotency_claim, idempotency_release
+from agency.api.idempotency import idempotency_claim, idempotency_complete, idempotency_release
 from agency.models import ApiKey, IdempotencyRecord
 from tests.concurrency import run_at_once
 from tests.conftest import client_with_key
@@ -39,6 +40,7 @@ def test_it_refuses_the_same_key_with_a_different_body(operator_client):
     response = operator_client.post(URL, {"other": 1}, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
     assert response.status_code == 409
     assert response.json()["code"] == "idempotency_mismatch"
+    assert response.json()["detail"] == "Idempotency-Key 'k-2' was already used with a different request."
 
 
 @pytest.mark.django_db
@@ -48,6 +50,25 @@ def test_it_keeps_keys_of_different_callers_apart(issue_key):
     first = a.post(URL, HTTP_IDEMPOTENCY_KEY="shared")
     second = b.post(URL, HTTP_IDEMPOTENCY_KEY="shared")
     assert first.json()["id"] != second.json()["id"]
+    # Each caller's repeat replays its own answer, never the other's.
+    assert b.post(URL, HTTP_IDEMPOTENCY_KEY="shared").json()["id"] == second.json()["id"]
+    assert a.post(URL, HTTP_IDEMPOTENCY_KEY="shared").json()["id"] == first.json()["id"]
+
+
+@pytest.mark.django_db
+def test_a_repeat_replays_the_answer_of_its_own_key(operator_client):
+    answers = {key: operator_client.post(URL, HTTP_IDEMPOTENCY_KEY=key).json()["id"] for key in ("k-a", "k-b")}
+    for key in ("k-b", "k-a"):
+        again = operator_client.post(URL, HTTP_IDEMPOTENCY_KEY=key)
+        assert again.json()["id"] == answers[key] and again.headers["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.django_db
+def test_it_records_when_the_answer_was_stored(operator_client):
+    before = timezone.now()
+    operator_client.post(URL, HTTP_IDEMPOTENCY_KEY="k-when")
+    record = IdempotencyRecord.objects.get()
+    assert before <= record.completed_at <= timezone.now() and record.status_code == 202
 
 
 @pytest.mark.django_db
@@ -86,11 +107,13 @@ def test_it_takes_over_a_claim_abandoned_by_a_crashed_request(settings):
 @pytest.mark.django_db
 def test_it_forgets_answers_past_their_replay_window(operator_client, settings):
     operator_client.post(URL, HTTP_IDEMPOTENCY_KEY="old")
+    operator_client.post(URL, HTTP_IDEMPOTENCY_KEY="other")
     expired = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS + 5)
-    IdempotencyRecord.objects.update(created_at=expired)
+    IdempotencyRecord.objects.update(created_at=expired)  # both, at the same instant
     again = operator_client.post(URL, HTTP_IDEMPOTENCY_KEY="old")
     assert again.status_code == 202
     assert "Idempotent-Replayed" not in again.headers
+    assert IdempotencyRecord.objects.filter(key="other", created_at=expired).exists()  # not forgotten with it
 
 
 @pytest.mark.server_db
@@ -217,3 +240,27 @@ def test_it_accepts_the_longest_key_and_trims_blanks(told):
     again = writer.post("/api/test/told", {}, format="json", HTTP_IDEMPOTENCY_KEY=f"  {longest} ")
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.headers["Idempotent-Replayed"] == "true" and len(runs) == 1
+
+
+@pytest.mark.django_db
+def test_storing_an_answer_touches_only_its_own_unanswered_claim():
+    first, _ = idempotency_claim(principal="key:1", key="one", fingerprint="f")
+    second, _ = idempotency_claim(principal="key:1", key="two", fingerprint="f")
+    IdempotencyRecord.objects.update(created_at=first.created_at)  # claimed at the same instant
+    second.created_at = first.created_at
+    assert idempotency_complete(record=first, response=Response({"id": 1}, status=201))
+    assert IdempotencyRecord.objects.filter(pk=second.pk, status_code__isnull=True).exists()
+    assert not idempotency_complete(record=first, response=Response({"id": 2}, status=201))  # answered already
+    assert IdempotencyRecord.objects.get(pk=first.pk).response_body == {"id": 1}
+
+
+@pytest.mark.django_db
+def test_a_request_whose_claim_was_taken_over_cannot_store_its_answer(settings):
+    first, _ = idempotency_claim(principal="key:1", key="slow-2", fingerprint="f")
+    stale = first.created_at - timedelta(seconds=settings.IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS + 1)
+    IdempotencyRecord.objects.filter(pk=first.pk).update(created_at=stale)
+    first.created_at = stale
+    second, _ = idempotency_claim(principal="key:1", key="slow-2", fingerprint="f")
+    assert not idempotency_complete(record=first, response=Response({"late": True}, status=201))
+    assert idempotency_complete(record=second, response=Response({"id": 3}, status=201))
+    assert IdempotencyRecord.objects.get(pk=second.pk).response_body == {"id": 3}

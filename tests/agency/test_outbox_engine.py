@@ -1,0 +1,79 @@
+"""The outbox engine's own rules, through an outbox of test rows (docs/architecture.md): what is kept of
+an error, how long a failed row waits, and what a dead row tells its outbox."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from agency.outbox import Outbox, SendFailed, outbox_send_due, short
+from escalations.models import Notification
+from tests.escalations.factories import ChannelFactory, escalate
+
+
+def test_short_keeps_one_printable_line_within_the_limit():
+    assert short("HTTP 500:\n\tupstream\x00 down  ") == "HTTP 500: upstream down"
+    assert short("a" * 120) == "a" * 120
+    assert short("a" * 121) == "a" * 119 + "…"
+    assert short("ab" * 10, 5) == "abab…"
+    assert short(ValueError("no")) == "no"
+
+
+def _rows(count: int = 1) -> list[Notification]:
+    ChannelFactory()
+    return [escalate().notifications.get() for _ in range(count)]
+
+
+def _outbox(send, on_dead=None) -> Outbox:
+    return Outbox(model=Notification, name="test_rows", send=send, span_name=lambda row: "test", on_dead=on_dead)
+
+
+@pytest.mark.django_db
+def test_a_failed_row_keeps_at_most_200_characters_of_its_error_and_waits_its_backoff(settings):
+    settings.NOTIFY_BACKOFF_BASE_SECONDS, settings.NOTIFY_MAX_ATTEMPTS = 30, 5
+    [row] = _rows()
+
+    def send(_row):
+        raise SendFailed("x" * 500)
+
+    now = timezone.now()
+    assert outbox_send_due(_outbox(send), now=now)["retry_later"] == 1
+    row.refresh_from_db()
+    assert (row.status, row.last_error, row.next_attempt_at) == (
+        "pending",
+        "x" * 199 + "…",
+        now + timedelta(seconds=30),
+    )
+    assert (row.claim_token, row.claimed_until) == (None, None)
+
+
+@pytest.mark.django_db
+def test_a_remote_that_asks_for_a_longer_wait_is_given_it(settings):
+    settings.NOTIFY_BACKOFF_BASE_SECONDS = 30
+    [row] = _rows()
+
+    def send(_row):
+        raise SendFailed("HTTP 429", retry_after=90)
+
+    now = timezone.now()
+    outbox_send_due(_outbox(send), now=now)
+    row.refresh_from_db()
+    assert row.next_attempt_at == now + timedelta(seconds=90)
+
+
+@pytest.mark.django_db
+def test_a_dead_row_tells_its_outbox_why_once_and_only_for_itself():
+    dead_rows = []
+    doomed, fine = _rows(2)
+
+    def send(row):
+        if row.pk == doomed.pk:
+            raise SendFailed("550 no such mailbox", permanent=True)
+
+    counts = outbox_send_due(_outbox(send, on_dead=lambda row, error: dead_rows.append((row.pk, error))))
+    assert (counts["dead"], counts["sent"]) == (1, 1)
+    assert dead_rows == [(doomed.pk, "550 no such mailbox")]
+    doomed.refresh_from_db()
+    assert (doomed.status, doomed.last_error, doomed.claim_token) == ("dead", "550 no such mailbox", None)
+    fine.refresh_from_db()
+    assert fine.status == "sent"
