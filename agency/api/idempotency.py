@@ -57,7 +57,7 @@ def request_fingerprint(request: Request) -> str:
     data = request.data
     # A QueryDict (form or multipart body) may repeat keys and carry files.
     body = {k: [_canonical(v) for v in vs] for k, vs in data.lists()} if hasattr(data, "lists") else data
-    payload = json.dumps([request.method, request.get_full_path(), body], sort_keys=True, default=str)
+    payload = json.dumps([request.method, request.get_full_path(), body], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -90,9 +90,10 @@ def test_it_refuses_an_overlong_key(operator_client):
 @pytest.mark.django_db
 def test_it_answers_409_while_the_first_request_is_in_flight():
     IdempotencyRecord.objects.create(principal="key:1", key="busy", fingerprint="f")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Conflict) as caught:
         idempotency_claim(principal="key:1", key="busy", fingerprint="f")
     assert caught.value.get_codes() == "idempotency_in_progress"
+    assert str(caught.value.detail) == "A request with Idempotency-Key 'busy' is still being processed."
 
 
 @pytest.mark.django_db
@@ -100,8 +101,12 @@ def test_it_takes_over_a_claim_abandoned_by_a_crashed_request(settings):
     record = IdempotencyRecord.objects.create(principal="key:1", key="orphan", fingerprint="f")
     stale = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS + 5)
     IdempotencyRecord.objects.filter(pk=record.pk).update(created_at=stale)
+    IdempotencyRecord.objects.create(principal="key:1", key="other-orphan", fingerprint="f")
+    IdempotencyRecord.objects.update(created_at=stale)  # both abandoned at the same instant
     claimed, replay = idempotency_claim(principal="key:1", key="orphan", fingerprint="f")
     assert (claimed.pk, replay) == (record.pk, False)
+    assert IdempotencyRecord.objects.get(pk=record.pk).created_at == claimed.created_at > stale
+    assert IdempotencyRecord.objects.get(key="other-orphan").created_at == stale  # not taken over with it
 
 
 @pytest.mark.django_db

@@ -1,9 +1,11 @@
 """Escalation rules and services (docs/escalations.md)."""
 
+import io
 from datetime import timedelta
 from itertools import product
 
 import pytest
+from django.core.files import File
 from django.db import DatabaseError
 from django.utils import timezone
 
@@ -325,3 +327,31 @@ def test_it_refuses_to_reassign_a_resolved_escalation(django_user_model):
     )
     assert Escalation.objects.get(pk=escalation.pk).assignee is None
     assert not EscalationEvent.objects.filter(escalation=escalation, kind="assigned").exists()
+
+
+@pytest.mark.django_db
+def test_it_refuses_an_unknown_resolution_or_a_deliverable_with_another_resolution():
+    escalation = escalate()
+    with pytest.raises(ValueError) as unknown:
+        escalation_resolve(escalation=escalation, resolution="ignored", actor="op")
+    assert str(unknown.value) == "Unknown resolution 'ignored'"
+    with pytest.raises(ValueError) as misplaced:
+        escalation_resolve(escalation=escalation, resolution="failed", actor="op", deliverable=File(io.BytesIO(b"x")))
+    assert str(misplaced.value) == "A deliverable goes with the completed_manually resolution only."
+    assert Escalation.objects.get(pk=escalation.pk).status == "open"
+
+
+@pytest.mark.django_db
+def test_a_deliverable_without_a_content_type_is_stored_as_octet_stream(media_root):
+    escalation = escalate()
+    upload = File(io.BytesIO(b"%PDF-1.7 by hand"), name="report.pdf")  # a plain file: no content_type
+    escalation_resolve(escalation=escalation, resolution="completed_manually", actor="op", deliverable=upload)
+    deliverable = escalation.task.deliverables.get()
+    assert (deliverable.name, deliverable.content_type) == ("report.pdf", "application/octet-stream")
+
+
+@pytest.mark.django_db
+def test_a_resolution_without_a_note_records_none():
+    escalation = escalate()
+    escalation_resolve(escalation=escalation, resolution="dismissed", actor="op")
+    assert EscalationEvent.objects.get(escalation=escalation, kind="resolved").detail == ""
