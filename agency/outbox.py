@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import EmailMessage
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -65,14 +65,10 @@ def mail_send(*, subject: str, body: str, to: list[str], delivery_id: str) -> No
     """Send one e-mail through Django's mail (`EMAIL_URL`), or raise `SendFailed`.
 
     Carries the current trace (`traceparent`) and the outbox row (`X-Agency-Delivery`) as headers;
-    each network operation is bounded by `EMAIL_TIMEOUT`.
+    each network operation is bounded by `EMAIL_TIMEOUT` (Django's SMTP backend applies it).
     """
     message = EmailMessage(
-        subject=subject,
-        body=body,
-        to=to,
-        headers={"X-Agency-Delivery": delivery_id, **trace_carrier()},
-        connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
+        subject=subject, body=body, to=to, headers={"X-Agency-Delivery": delivery_id, **trace_carrier()}
     )
     try:
         message.send()

@@ -264,8 +264,8 @@ def in_ci() -> bool:
 
 
 class _Inbox:
-    """aiosmtpd handler: keeps accepted messages; refuses recipients at refused.example for good
-    and greylists those at greylist.example (a temporary 4xx answer)."""
+    """aiosmtpd handler: keeps accepted messages; refuses recipients at refused.example (550) and
+    syntax.example (500) for good and greylists those at greylist.example (a temporary 4xx answer)."""
 
     def __init__(self):
         self.messages = []
@@ -273,6 +273,8 @@ class _Inbox:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.endswith("@refused.example"):
             return "550 5.1.1 No such user here"
+        if address.endswith("@syntax.example"):
+            return "500 5.5.2 Syntax error, command unrecognised"
         if address.endswith("@greylist.example"):
             return "450 4.7.1 Greylisted, please try again later"
         envelope.rcpt_tos.append(address)

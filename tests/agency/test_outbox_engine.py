@@ -1,14 +1,15 @@
-"""The outbox engine's own rules, through an outbox of test rows (docs/architecture.md): what is kept of
-an error, how long a failed row waits, and what a dead row tells its outbox."""
+"""The outbox engine's own rules (docs/architecture.md), through an outbox of test rows: what is kept
+of an error, how long a failed row waits, what a dead row tells its outbox; and how mail is sent."""
 
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from agency.outbox import Outbox, SendFailed, outbox_send_due, short
+from agency.outbox import Outbox, SendFailed, mail_send, outbox_send_due, short
 from escalations.models import Notification
 from tests.escalations.factories import ChannelFactory, escalate
+from tests.processes import free_port
 
 
 def test_short_keeps_one_printable_line_within_the_limit():
@@ -77,3 +78,25 @@ def test_a_dead_row_tells_its_outbox_why_once_and_only_for_itself():
     assert (doomed.status, doomed.last_error, doomed.claim_token) == ("dead", "550 no such mailbox", None)
     fine.refresh_from_db()
     assert fine.status == "sent"
+
+
+def _mail(to: str) -> None:
+    mail_send(subject="Hello", body="Hi.", to=[to], delivery_id="test-1")
+
+
+@pytest.mark.parametrize(("domain", "final"), [("refused.example", True), ("syntax.example", True),
+                                                ("greylist.example", False)])  # fmt: skip
+def test_a_refused_recipient_is_final_only_for_a_5xx_answer(smtp_inbox, domain, final):
+    with pytest.raises(SendFailed) as refused:
+        _mail(f"someone@{domain}")
+    assert refused.value.permanent is final
+    assert str(refused.value).startswith("Recipients refused: {'someone@" + domain + "': (")
+
+
+def test_a_mail_server_that_cannot_be_reached_is_a_failure_worth_retrying(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()  # nothing listens there
+    with pytest.raises(SendFailed) as failed:
+        _mail("client@example.com")
+    assert not failed.value.permanent
+    assert str(failed.value).startswith("ConnectionRefusedError: ")

@@ -22,6 +22,7 @@ from escalations.services import (
     escalation_timers_run,
     failure_decide,
     notification_requeue,
+    notifications_relay,
 )
 from tests.agency.factories import TaskFactory
 from tests.concurrency import run_at_once
@@ -121,14 +122,27 @@ def test_it_applies_each_resolution_to_the_task(resolution, task_status):
     assert (resolved.status, resolved.resolution, resolved.live_key) == ("resolved", resolution, None)
     assert task.status == task_status
     assert task.needs_operator is (resolution == "refunded")
+    if task_status != "escalated":
+        last = TaskEvent.objects.filter(task=task).latest("id")
+        assert (last.to_status, last.actor, last.reason) == (task_status, "op", f"escalation resolved: {resolution}")
+
+
+@pytest.mark.django_db
+def test_the_resolved_message_says_how_and_why():
+    ChannelFactory()
+    escalation = escalate()
+    escalation_resolve(escalation=escalation, resolution="refunded", actor="op", note="paid back in full")
+    payload = escalation.notifications.get(event="resolved").payload
+    assert (payload["resolution"], payload["note"]) == ("refunded", "paid back in full")
 
 
 @pytest.mark.django_db
 def test_it_completes_by_hand_only_with_a_deliverable():
     task = TaskFactory(status="processing")
     escalation, _ = escalation_open(task=task, reason="attempts_exhausted", actor="pipeline")
-    with pytest.raises(EscalationConflict, match="deliverable"):
+    with pytest.raises(EscalationConflict) as refused:
         escalation_resolve(escalation=escalation, resolution="completed_manually", actor="op")
+    assert str(refused.value) == "Upload a deliverable before completing the task by hand."
     assert Escalation.objects.get(pk=escalation.pk).status == "open"  # nothing kept
     deliverable_add(task=task, name="done.csv", content=b"a\n", content_type="text/csv")
     escalation_resolve(escalation=escalation, resolution="completed_manually", actor="op")
@@ -355,3 +369,60 @@ def test_a_resolution_without_a_note_records_none():
     escalation = escalate()
     escalation_resolve(escalation=escalation, resolution="dismissed", actor="op")
     assert EscalationEvent.objects.get(escalation=escalation, kind="resolved").detail == ""
+
+
+@pytest.mark.django_db
+def test_timers_remind_every_late_escalation_with_its_own_event_due_at_the_timers_clock(settings):
+    settings.ESCALATION_REMIND_AFTER_MINUTES = 30
+    ChannelFactory()
+    first, second = escalate(), escalate()
+    now = max(first.created_at, second.created_at) + timedelta(minutes=31)
+    assert escalation_timers_run(now=now) == {"reminded": 2, "sent_to_secondary": 0}
+    for escalation in (first, second):
+        escalation.refresh_from_db()
+        assert escalation.reminded_at == now
+        event = EscalationEvent.objects.get(escalation=escalation, kind="reminder")
+        assert event.actor == "timer"
+        assert escalation.notifications.get(event="reminder").next_attempt_at == now
+
+
+@pytest.mark.django_db
+def test_one_timer_run_handles_at_most_ten_batches(settings):
+    settings.NOTIFY_BATCH_SIZE, settings.ESCALATION_REMIND_AFTER_MINUTES = 1, 30
+    ChannelFactory()
+    for _ in range(11):
+        escalate()
+    later = timezone.now() + timedelta(minutes=31)
+    assert escalation_timers_run(now=later)["reminded"] == 10
+    assert escalation_timers_run(now=later)["reminded"] == 1
+
+
+@pytest.mark.django_db
+def test_the_relay_fires_the_timers_by_default_on_its_own_clock_and_reports_each_row(signed, settings):
+    settings.ESCALATION_REMIND_AFTER_MINUTES = 30
+    with fakes.webhook() as server:
+        signed(server)
+        escalation = escalate()
+        later = escalation.created_at + timedelta(minutes=31)
+        seen = []
+        counts = notifications_relay(now=later, on_row=seen.append)
+    assert (counts["reminded"], counts["sent_to_secondary"], counts["sent"]) == (1, 0, 2)
+    assert seen == ["sent", "sent"]  # the opening message and the reminder, sent by this run
+    assert [r["headers"]["x-agency-event"] for r in server.requests] == ["escalation.opened", "escalation.reminder"]
+
+
+@pytest.mark.django_db
+def test_the_relay_without_timers_only_sends_what_is_due_at_its_clock(signed, settings):
+    settings.ESCALATION_REMIND_AFTER_MINUTES = 30
+    with fakes.webhook() as server:
+        signed(server)
+        escalation = escalate()
+        Notification.objects.update(next_attempt_at=escalation.created_at + timedelta(minutes=40))
+        assert notifications_relay(now=escalation.created_at + timedelta(minutes=39), timers=False)["sent"] == 0
+        counts = notifications_relay(now=escalation.created_at + timedelta(minutes=41), timers=False)
+    assert {k: counts[k] for k in ("reminded", "sent_to_secondary", "sent")} == {
+        "reminded": 0,
+        "sent_to_secondary": 0,
+        "sent": 1,
+    }
+    assert not Notification.objects.filter(event="reminder").exists() and len(server.requests) == 1
