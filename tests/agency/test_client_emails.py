@@ -132,3 +132,21 @@ def test_an_email_for_a_task_no_longer_completed_is_cancelled_unsent(smtp_inbox)
     assert client_emails_relay()["cancelled"] == 1
     assert smtp_inbox.messages == [] and not DeliveryLink.objects.filter(task=task).exists()
     assert ClientEmail.objects.get(task=task).last_error == "The task is failed, not completed."
+
+
+def test_a_relay_run_sends_at_most_its_limit_and_reports_each_row(smtp_inbox):
+    for address in ("a@example.com", "b@example.com"):
+        _complete(address)
+    seen = []
+    assert client_emails_relay(limit=1, on_row=seen.append)["sent"] == 1
+    assert seen == ["sent"] and len(smtp_inbox.messages) == 1
+    assert client_emails_relay()["sent"] == 1
+
+
+def test_a_relay_run_forgets_e_mails_sent_long_before_its_clock(smtp_inbox, settings):
+    _complete("a@example.com")
+    assert client_emails_relay()["sent"] == 1
+    assert client_emails_relay()["purged"] == 0
+    later = timezone.now() + timedelta(days=settings.NOTIFY_KEEP_DAYS + 1)
+    assert client_emails_relay(now=later)["purged"] == 1
+    assert not ClientEmail.objects.exists()

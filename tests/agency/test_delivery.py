@@ -9,7 +9,13 @@ from django.utils import timezone
 
 from agency.errors import DomainError
 from agency.models import DeliveryLink
-from agency.services.delivery import deliverable_add, delivery_link_issue, delivery_link_revoke
+from agency.services.delivery import (
+    DeliveryRefused,
+    deliverable_add,
+    delivery_download_count,
+    delivery_link_issue,
+    delivery_link_revoke,
+)
 from agency.services.tasks import task_transition
 from tests.agency.factories import TaskFactory
 from tests.concurrency import run_at_once
@@ -97,7 +103,7 @@ def test_it_throttles_failed_attempts_per_address(settings):
     assert codes == [404, 404, 404, 429]
     throttled = attacker.get(issued.path)  # even the right token, from that address, waits
     assert throttled.status_code == 429
-    assert int(throttled.headers["Retry-After"]) > 0
+    assert throttled.headers["Retry-After"] == str(settings.DELIVERY_FAILURE_WINDOW_SECONDS)
     assert Client(REMOTE_ADDR="198.51.100.1").get(issued.path).status_code == 200
 
 
@@ -177,3 +183,29 @@ def test_it_revokes_a_link_once():
         delivery_link_revoke(link=issued.link, actor="admin:user:1")
     assert (str(refused.value), refused.value.existing_id) == ("This delivery link is already revoked.", link.pk)
     assert DeliveryLink.objects.get(pk=issued.link.pk).revoked_at == link.revoked_at
+
+
+def test_a_download_counts_against_its_own_link_only():
+    task = _completed_with_file()
+    first, second = _link(task), _link(task)
+    assert Client().get(f"{first.path}{task.deliverables.get().pk}").status_code == 200
+    counts = dict(DeliveryLink.objects.values_list("pk", "downloads"))
+    assert (counts[first.link.pk], counts[second.link.pk]) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "ended",
+    [
+        {"downloads": 3, "max_downloads": 3},
+        {"expires_at": timezone.now() - timedelta(seconds=1)},
+        {"revoked_at": timezone.now()},
+    ],
+    ids=["used-up", "expired", "revoked"],
+)
+def test_a_link_that_ended_after_it_was_opened_counts_no_download(ended):
+    link = _link(_completed_with_file()).link  # opened: the page is showing
+    DeliveryLink.objects.filter(pk=link.pk).update(**ended)  # then the last download, the expiry, a revoke
+    with pytest.raises(DeliveryRefused) as refused:
+        delivery_download_count(link=link)
+    assert str(refused.value) == "This delivery link has been used up."
+    assert DeliveryLink.objects.get(pk=link.pk).downloads == ended.get("downloads", 0)
