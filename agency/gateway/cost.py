@@ -30,11 +30,9 @@ def provider_cost_cents(usage: dict) -> Decimal | None:
     `usage` must come from a body parsed with `parse_float=Decimal`, so the number is the one on the
     wire. A missing, negative or non-numeric value is no report at all.
     """
-    raw = usage.get("cost")
-    if raw is None or isinstance(raw, bool):
-        return None
     try:
-        dollars = Decimal(str(raw)) if not isinstance(raw, Decimal) else raw
+        # Exact for a Decimal, an int or numeric text; None, true/false and anything else raise.
+        dollars = Decimal(str(usage.get("cost")))
     except InvalidOperation:
         return None
     if not dollars.is_finite() or dollars < 0:

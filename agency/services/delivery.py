@@ -248,10 +248,9 @@ def delivery_link_open(*, task_id: int, token: str) -> DeliveryLink:
         .filter(task_id=task_id, token_hash=token_digest(token), revoked_at__isnull=True)
         .first()
     )
-    if link is None or link.expires_at <= timezone.now():
-        raise DeliveryRefused("This delivery link is unknown or has expired.")
-    if link.downloads >= link.max_downloads:
-        raise DeliveryRefused("This delivery link has been used up.")
+    # Unknown, revoked, expired or used up: one refusal for all, so probing learns nothing.
+    if link is None or link.expires_at <= timezone.now() or link.downloads >= link.max_downloads:
+        raise DeliveryRefused
     return link
 
 
@@ -261,5 +260,5 @@ def delivery_download_count(*, link: DeliveryLink) -> None:
         pk=link.pk, downloads__lt=F("max_downloads"), expires_at__gt=timezone.now(), revoked_at__isnull=True
     ).update(downloads=F("downloads") + 1)
     if not counted:
-        raise DeliveryRefused("This delivery link has been used up.")
+        raise DeliveryRefused
     logger.info("delivery_download", task_id=link.task_id, link_id=link.pk)

