@@ -438,3 +438,38 @@ def test_a_breaker_that_opens_leaves_other_deployments_breakers_alone(fake_opena
     BreakerState.objects.create(deployment=second, failures=3)
     _open(fake_openai, first, route_of(first))
     assert _breaker(second).status == "closed"
+
+
+@pytest.mark.django_db
+def test_the_trial_is_allowed_exactly_when_the_cooldown_has_passed():
+    deployment = _nowhere()
+    opened = timezone.now()
+    BreakerState.objects.create(deployment=deployment, status="open", failures=3, changed_at=opened)
+    assert not breaker_admit(deployment=deployment, now=opened + timedelta(seconds=59.999)).allowed
+    assert breaker_admit(deployment=deployment, now=opened + timedelta(seconds=60)).trial
+
+
+@pytest.mark.django_db
+def test_a_claimed_trial_holds_off_the_next_caller_for_a_whole_cooldown():
+    deployment = _nowhere()
+    now = timezone.now()
+    opened = now - timedelta(seconds=61)
+    BreakerState.objects.create(deployment=deployment, status="open", failures=3, changed_at=opened)
+    assert breaker_admit(deployment=deployment, now=now).trial
+    assert not breaker_admit(deployment=deployment, now=now).allowed  # a fresh read sees the trial under way
+    assert not breaker_admit(deployment=deployment, now=now + timedelta(seconds=59)).allowed
+    assert _breaker(deployment).changed_at == now
+
+
+@pytest.mark.django_db
+def test_claiming_a_trial_leaves_other_deployments_breakers_alone():
+    first, second = _nowhere(model="a"), _nowhere(model="b")
+    opened = timezone.now() - timedelta(seconds=61)
+    for deployment in (first, second):  # opened at the same instant
+        BreakerState.objects.create(deployment=deployment, status="open", failures=3, changed_at=opened)
+    assert breaker_admit(deployment=first).trial
+    assert (_breaker(first).status, _breaker(second).status, _breaker(second).changed_at) == (
+        "half_open",
+        "open",
+        opened,
+    )

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from agency.gateway import gateway_complete
-from agency.gateway.cost import provider_cost_cents
+from agency.gateway.cost import call_cost, provider_cost_cents
 from agency.models import ModelCall
 from tests.agency.fake_openai import ok
 from tests.agency.gateway_setup import deployment_at, route_of
@@ -61,3 +61,11 @@ def test_it_stores_a_reported_cost_of_zero_as_zero_cents(fake_openai):
         purpose="work", route=route_of(deployment_at(fake_openai.url)), messages=[{"role": "user", "content": "hi"}]
     )
     assert ModelCall.objects.get().provider_cost_cents == Decimal(0)
+
+
+@pytest.mark.django_db
+def test_a_call_costs_its_input_output_and_gpu_time_together(fake_openai):
+    deployment = deployment_at(fake_openai.url, gpu_second_cents=Decimal("0.5"))  # 250 / 1000 ¢ per 1M tokens
+    cost = call_cost(deployment=deployment, tokens_in=1500, tokens_out=500, latency_ms=2000)
+    assert cost == Decimal("0.375") + Decimal("0.5") + Decimal("1.0")
+    assert call_cost(deployment=deployment, tokens_in=0, tokens_out=0, latency_ms=0) == 0
