@@ -60,8 +60,7 @@ def deliverable_add(*, task: Task, name: str, content: bytes, content_type: str)
         size=len(content),
         sha256=hashlib.sha256(content).hexdigest(),
     )
-    deliverable.file.save(name, ContentFile(content), save=False)
-    deliverable.save()
+    deliverable.file.save(name, ContentFile(content))  # stores the file, then saves the row
     return deliverable
 
 
