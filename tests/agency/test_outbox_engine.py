@@ -100,3 +100,53 @@ def test_a_mail_server_that_cannot_be_reached_is_a_failure_worth_retrying(settin
         _mail("client@example.com")
     assert not failed.value.permanent
     assert str(failed.value).startswith("ConnectionRefusedError: ")
+
+
+@pytest.mark.django_db
+def test_only_pending_rows_that_are_due_are_ever_claimed():
+    rows = _rows(4)
+    for row, status in zip(rows, ("sent", "dead", "cancelled", "pending"), strict=True):
+        Notification.objects.filter(pk=row.pk).update(status=status, next_attempt_at=timezone.now())
+    sent = []
+    counts = outbox_send_due(_outbox(lambda row: sent.append(row.pk)), now=timezone.now() + timedelta(days=1))
+    assert (counts["sent"], sent) == (1, [rows[3].pk])
+
+
+@pytest.mark.django_db
+def test_the_row_due_first_goes_first():
+    later, sooner = _rows(2)
+    now = timezone.now()
+    Notification.objects.filter(pk=later.pk).update(next_attempt_at=now - timedelta(minutes=1))
+    Notification.objects.filter(pk=sooner.pk).update(next_attempt_at=now - timedelta(minutes=5))
+    sent = []
+    outbox_send_due(_outbox(lambda row: sent.append(row.pk)), now=now, limit=1)
+    assert sent == [sooner.pk]
+
+
+@pytest.mark.django_db
+def test_a_row_sent_after_a_failure_is_stamped_and_forgets_the_error(settings):
+    settings.NOTIFY_BACKOFF_BASE_SECONDS = 1
+    [row] = _rows()
+    attempts = []
+
+    def send(_row):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise SendFailed("HTTP 503")
+
+    now = timezone.now()
+    outbox_send_due(_outbox(send), now=now)
+    before = timezone.now()
+    outbox_send_due(_outbox(send), now=now + timedelta(seconds=5))
+    row.refresh_from_db()
+    assert (row.status, row.last_error, row.claim_token, row.claimed_until) == ("sent", "", None, None)
+    assert before <= row.sent_at <= timezone.now()
+
+
+@pytest.mark.django_db
+def test_each_row_is_sent_inside_its_own_named_span(recorded_spans):
+    [row] = _rows()
+    outbox = Outbox(model=Notification, name="test_rows", send=lambda row: None, span_name=lambda row: f"test {row.pk}")
+    outbox_send_due(outbox)
+    [span] = [s for s in recorded_spans.get_finished_spans() if s.name == f"test {row.pk}"]
+    assert span.attributes["agency.outbox_row"] == f"test_rows:{row.pk}"

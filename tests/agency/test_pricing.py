@@ -37,6 +37,7 @@ def test_it_quotes_all_27_prices(api, issue_key, domain, complexity, urgency, ce
     body = api.get("/api/v1/quote", {"domain": domain, "complexity": complexity, "urgency": urgency}).json()
     assert body["price_cents"] == body["base_price_cents"] == cents
     assert body["discount_cents"] == 0
+    assert (body["domain"], body["complexity"], body["urgency"]) == (domain, complexity, urgency)
     assert body["is_high_value"] is (cents >= 20000)
 
 
@@ -59,7 +60,8 @@ def test_it_rounds_a_discount_half_up_to_the_cent():
 def test_it_quotes_the_discount_of_the_clients_completed_tasks(read_client):
     client = ClientFactory(email="Repeat@Example.com")
     TaskFactory.create_batch(2, client=client, status="completed")
-    TaskFactory(client=client, status="failed")  # only completed tasks count
+    TaskFactory.create_batch(3, client=client, status="failed")  # only completed tasks count
+    TaskFactory.create_batch(5, client=ClientFactory(email="other@example.com"), status="completed")  # not ours
     body = read_client.get("/api/v1/quote", {"domain": "legal", "client_email": "repeat@example.com"}).json()
     assert (body["base_price_cents"], body["discount_percent"], body["discount_cents"]) == (26250, 10, 2625)
     assert body["price_cents"] == 23625
@@ -100,3 +102,9 @@ def test_it_keeps_the_discount_within_15_percent_and_the_price_within_base(rate,
     assert 0 <= discount <= base * 0.15 + 0.5  # rounding to the cent may add half a cent
     assert final == base - discount <= base
     assert isinstance(final, int)
+
+
+def test_it_refuses_an_unknown_complexity_by_name():
+    with pytest.raises(ValueError) as refused:
+        price(base_rate_cents=17500, complexity="huge", urgency="rush", completed_tasks=0)
+    assert str(refused.value) == "Unknown complexity or urgency: 'huge'"

@@ -34,9 +34,9 @@ def test_it_creates_a_prepaid_task_paid_and_priced(writer):
     body = response.json()
     assert (body["status"], body["price_cents"], body["is_high_value"]) == ("paid", 26250, True)
     task = Task.objects.get(pk=body["id"])
-    assert task.client.email == "buyer@example.com"
-    events = list(TaskEvent.objects.filter(task=task).values_list("from_status", "to_status"))
-    assert events == [("", "pending"), ("pending", "paid")]
+    assert (task.client.email, task.client.name) == ("buyer@example.com", "")
+    events = list(TaskEvent.objects.filter(task=task).order_by("id").values_list("from_status", "to_status", "reason"))
+    assert events == [("", "pending", "created"), ("pending", "paid", "prepaid by a trusted integration")]
     assert task.paid_at is not None
 
 
@@ -292,3 +292,12 @@ def test_a_resumed_creation_keeps_the_first_input_and_removes_the_second(media_r
     assert again.input_file.read() == b"a,b\n1,2\n"
     stored = [p for p in (media_root / "private").rglob("*") if p.is_file()]
     assert [p.read_bytes() for p in stored] == [b"a,b\n1,2\n"]
+
+
+def test_it_refuses_an_unknown_payment_mode_before_writing_anything():
+    order = TaskOrder(domain=domain(), title="T", description="D", complexity="medium", urgency="standard",
+                      client_email="buyer@example.com")  # fmt: skip
+    with pytest.raises(ValueError) as refused:
+        task_create(order=order, payment="barter", actor="test")
+    assert str(refused.value) == "Unknown payment mode 'barter'"
+    assert not Task.objects.exists()
