@@ -4,7 +4,7 @@ import django_filters
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 
-from agency.api.filters import IsoDateTimeFilter
+from agency.api.filters import IdFilter, IsoDateTimeFilter
 from agency.models import ModelCall
 
 
@@ -26,8 +26,8 @@ class ModelCallOut(serializers.ModelSerializer):
 
 
 class ModelCallFilter(django_filters.FilterSet):
-    task = django_filters.NumberFilter(field_name="task_id")
-    deployment = django_filters.NumberFilter(field_name="deployment_id")
+    task = IdFilter(field_name="task_id")
+    deployment = IdFilter(field_name="deployment_id")
     purpose = django_filters.ChoiceFilter(choices=ModelCall.Purpose.choices)
     outcome = django_filters.ChoiceFilter(choices=ModelCall.Outcome.choices)
     created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")

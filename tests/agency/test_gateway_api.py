@@ -96,3 +96,10 @@ def test_it_leaves_database_failures_to_the_database_check(client):
         cursor.execute("DROP TABLE agency_breakerstate")  # an unmigrated database answers SELECT 1 all the same
     code, gateway, _ = _healthz_gateway(client)
     assert (code, gateway["ok"], gateway["status"], gateway["error"]) == (200, True, "unknown", "OperationalError")
+
+
+@pytest.mark.parametrize("value", ["-1.7976931348623157e+308", "99999999999999999999999", "1.5", "0"])
+def test_it_answers_400_to_an_id_filter_no_row_can_have(read_client, value):
+    for name in ("task", "deployment"):
+        response = read_client.get("/api/v1/model-calls", {name: value})
+        assert response.status_code == 400, (name, value, response.content)

@@ -260,7 +260,7 @@ def test_a_creation_that_fails_after_storing_the_input_removes_the_file(writer, 
     refuse_inserts("agency_taskevent")  # the task row is written, its creation event is refused
     writer.raise_request_exception = False
     response = _multipart(writer, "ledger.csv", b"a,b\n1,2\n")
-    assert response.status_code == 500
+    assert response.status_code in (500, 503)  # MariaDB reports the refusal as an OperationalError: 503
     assert not Task.objects.exists()
     assert [p for p in (media_root / "private").rglob("*") if p.is_file()] == []
 
