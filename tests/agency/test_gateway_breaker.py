@@ -55,6 +55,15 @@ def _open(fake, deployment, route) -> None:
     assert _breaker(deployment).status == "open"
 
 
+def _fail_a_trial(fake, deployment, route) -> None:
+    """Open the breaker, let the cool-down pass, and fail the one trial it lets through."""
+    _open(fake, deployment, route)
+    _opened_seconds_ago(deployment, 61)
+    fake.then(status(500))
+    with pytest.raises(GatewayUnavailable):
+        _ask(route)
+
+
 @pytest.mark.django_db
 def test_it_opens_after_three_consecutive_failures(fake_openai, settings):
     deployment = deployment_at(fake_openai.url)
@@ -340,11 +349,7 @@ def test_a_success_leaves_the_callers_state_closed_without_failures():
 def test_a_failed_trial_counts_as_one_more_consecutive_failure(fake_openai):
     deployment = deployment_at(fake_openai.url)
     route = route_of(deployment)
-    _open(fake_openai, deployment, route)
-    _opened_seconds_ago(deployment, 61)
-    fake_openai.then(status(500))
-    with pytest.raises(GatewayUnavailable):
-        _ask(route)
+    _fail_a_trial(fake_openai, deployment, route)
     assert (_breaker(deployment).status, _breaker(deployment).failures) == ("open", 4)
 
 
@@ -365,12 +370,8 @@ def test_a_failed_trial_starts_the_cooldown_again_from_its_failure():
 def test_a_failed_trial_reopens_its_own_breaker_only(fake_openai):
     first, second = deployment_at(fake_openai.url, model="a"), _nowhere(model="b")
     route = route_of(first)
-    _open(fake_openai, first, route)
-    _opened_seconds_ago(first, 61)
     BreakerState.objects.create(deployment=second, status="half_open", failures=3, changed_at=timezone.now())
-    fake_openai.then(status(500))
-    with pytest.raises(GatewayUnavailable):
-        _ask(route)
+    _fail_a_trial(fake_openai, first, route)
     assert (_breaker(first).status, _breaker(second).status) == ("open", "half_open")
 
 
@@ -390,11 +391,7 @@ def test_a_trial_that_fails_after_a_reset_by_hand_does_not_reopen_the_breaker():
 def test_it_records_a_failed_trial_as_a_breaker_event(fake_openai):
     deployment = deployment_at(fake_openai.url)
     route = route_of(deployment)
-    _open(fake_openai, deployment, route)
-    _opened_seconds_ago(deployment, 61)
-    fake_openai.then(status(500))
-    with pytest.raises(GatewayUnavailable):
-        _ask(route)
+    _fail_a_trial(fake_openai, deployment, route)
     assert _events(deployment) == [
         ("closed", "open", "gateway", "3 consecutive failures"),
         ("open", "half_open", "gateway", "cool-down over: one trial call"),
