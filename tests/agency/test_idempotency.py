@@ -269,3 +269,16 @@ def test_a_request_whose_claim_was_taken_over_cannot_store_its_answer(settings):
     assert not idempotency_complete(record=first, response=Response({"late": True}, status=201))
     assert idempotency_complete(record=second, response=Response({"id": 3}, status=201))
     assert IdempotencyRecord.objects.get(pk=second.pk).response_body == {"id": 3}
+
+
+@pytest.mark.django_db
+def test_freeing_a_key_frees_only_its_own_unanswered_claim():
+    first, _ = idempotency_claim(principal="key:1", key="one", fingerprint="f")
+    second, _ = idempotency_claim(principal="key:1", key="two", fingerprint="f")
+    IdempotencyRecord.objects.update(created_at=first.created_at)  # claimed at the same instant
+    idempotency_release(record=first)
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["two"]
+    second.created_at = first.created_at
+    assert idempotency_complete(record=second, response=Response({"id": 2}, status=201))
+    idempotency_release(record=second)  # a late release after the answer was stored
+    assert IdempotencyRecord.objects.get(pk=second.pk).response_body == {"id": 2}
