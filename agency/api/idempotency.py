@@ -49,7 +49,7 @@ def _canonical(value):
         for chunk in value.chunks():
             digest.update(chunk)
         value.seek(0)
-        return {"file": value.name, "size": value.size, "sha256": digest.hexdigest()}
+        return (value.name, value.size, digest.hexdigest())  # a form value is a string: never this
     return value
 
 

@@ -14,14 +14,12 @@ def call_cost(*, deployment: ModelDeployment, tokens_in: int, tokens_out: int, l
     Exact: a 1 500-in / 500-out call at 250 ¢ / 1 000 ¢ per 1M costs 0.875 ¢, not 0.8749999….
     A price that is not set adds nothing (`ModelDeployment.is_priced` decides whether it may run).
     """
-    cost = Decimal(0)
-    if deployment.price_in_cents_per_1m is not None:
-        cost += tokens_in * deployment.price_in_cents_per_1m / MILLION
-    if deployment.price_out_cents_per_1m is not None:
-        cost += tokens_out * deployment.price_out_cents_per_1m / MILLION
-    if deployment.gpu_second_cents is not None:
-        cost += latency_ms * deployment.gpu_second_cents / MS_PER_SECOND
-    return cost
+    charges = (
+        (tokens_in, deployment.price_in_cents_per_1m, MILLION),
+        (tokens_out, deployment.price_out_cents_per_1m, MILLION),
+        (latency_ms, deployment.gpu_second_cents, MS_PER_SECOND),
+    )
+    return sum((amount * price / per for amount, price, per in charges if price is not None), Decimal(0))
 
 
 def provider_cost_cents(usage: dict) -> Decimal | None:
