@@ -1,7 +1,10 @@
-"""The model gateway (docs/gateway.md): `gateway_complete` and what it raises."""
+"""The model gateway (docs/gateway.md): `gateway_complete` and what it raises.
+
+`gateway_complete` is loaded on first use: the `openai` SDK takes about a second to import, and
+most processes (the admin, `/healthz`, commands) read the gateway's tables without calling a model.
+"""
 
 from agency.gateway.errors import GatewayConfigError, GatewayError, GatewayOutputInvalid, GatewayUnavailable
-from agency.gateway.services import Completion, gateway_complete
 
 __all__ = [
     "Completion",
@@ -11,3 +14,11 @@ __all__ = [
     "GatewayUnavailable",
     "gateway_complete",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("Completion", "gateway_complete"):
+        from agency.gateway import services
+
+        return getattr(services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
