@@ -68,7 +68,7 @@ def test_it_gives_up_on_a_hung_broker_within_its_timeout(client, with_broker, se
         response, elapsed = _healthz_with_broker(client, f"redis://127.0.0.1:{port}/0")
     assert response.status_code == 503
     assert response.json()["checks"]["broker"]["ok"] is False
-    assert 0.9 < elapsed < 1.5
+    assert 0.9 < elapsed < 2.0  # the 1 s timeout plus the other checks, on a busy machine; not a hang
 
 
 def test_it_reuses_the_brokers_answer_for_a_few_seconds(client, with_broker, settings):
