@@ -1,7 +1,8 @@
 """Model gateway overhead (docs/gateway.md): `gateway_complete` vs a raw `openai` SDK call.
 
 Both call the same local OpenAI-compatible fake server (tests/agency/fake_openai.py: one write
-per answer, TCP_NODELAY), in interleaved rounds so machine noise hits both alike:
+per answer, TCP_NODELAY), run as a process of its own so it never competes with the client for
+one interpreter's lock, in interleaved rounds so machine noise hits both alike:
 
 - raw:      `OpenAI(max_retries=0).chat.completions.create(...)`, one client reused
 - gateway:  `gateway_complete(...)`: route lookup, breaker check, the same SDK, the ledger row
@@ -16,6 +17,7 @@ Target: at most 1 ms of median overhead.
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -87,12 +89,18 @@ def main() -> None:
 
         from agency.gateway import gateway_complete
         from agency.models import ModelCall
-        from tests.agency.fake_openai import FakeOpenAI
 
-        server = FakeOpenAI()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tests.agency.fake_openai"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
-            route = route_at(server.url)
-            raw_client = openai.OpenAI(base_url=server.url, api_key="no-key", max_retries=0, timeout=60)
+            url = server.stdout.readline().strip()
+            route = route_at(url)
+            raw_client = openai.OpenAI(base_url=url, api_key="no-key", max_retries=0, timeout=60)
 
             def raw() -> None:
                 raw_client.chat.completions.create(model="fake", messages=MESSAGES, temperature=0)
@@ -111,7 +119,8 @@ def main() -> None:
                     medians[name].append(statistics.median(got))
             rows = ModelCall.objects.count()
         finally:
-            server.close()
+            server.stdin.close()  # the server stops when its input closes
+            server.wait(timeout=10)
 
     print(f"{args.rounds} rounds x {args.calls} calls per variant, database {args.database}, {rows} ledger rows")
     print(f"{'variant':<10}{'median ms':>12}{'p99 ms':>10}")

@@ -213,10 +213,14 @@ class ModelCall(TraceStamped):
     Outcome = CallOutcome
     Purpose = Purpose
 
-    deployment = models.ForeignKey(ModelDeployment, on_delete=models.PROTECT, related_name="calls")
+    # No single-column indexes on deployment and task: the (column, created_at) indexes below lead
+    # with them, and every index is one more write on every model call.
+    deployment = models.ForeignKey(ModelDeployment, on_delete=models.PROTECT, related_name="calls", db_index=False)
     route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls")
     purpose = models.CharField(max_length=10, choices=Purpose.choices)
-    task = models.ForeignKey("agency.Task", null=True, blank=True, on_delete=models.PROTECT, related_name="model_calls")
+    task = models.ForeignKey(
+        "agency.Task", null=True, blank=True, on_delete=models.PROTECT, related_name="model_calls", db_index=False
+    )
     attempt = models.PositiveSmallIntegerField()
     outcome = models.CharField(max_length=16, choices=CallOutcome.choices)
     error_class = models.CharField(max_length=100, blank=True)

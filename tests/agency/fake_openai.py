@@ -124,3 +124,14 @@ class FakeOpenAI:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+if __name__ == "__main__":
+    # A server of its own process (bench/gateway_overhead.py): prints its URL, serves the default
+    # answer until its standard input closes, so a benchmark's client never shares a GIL with it.
+    import sys
+
+    server = FakeOpenAI()
+    print(server.url, flush=True)
+    sys.stdin.read()
+    server.close()
