@@ -6,7 +6,9 @@ from agency.errors import DomainError
 from agency.gateway.breaker import breaker_reset
 from agency.gateway.selectors import model_call_totals
 from agency.models import (
+    AgentProfile,
     ApiKey,
+    Attempt,
     BreakerEvent,
     Client,
     ClientEmail,
@@ -14,6 +16,7 @@ from agency.models import (
     Deliverable,
     DeliveryLink,
     Domain,
+    Experience,
     IdempotencyRecord,
     ModelCall,
     ModelDeployment,
@@ -23,6 +26,7 @@ from agency.models import (
     StripeEvent,
     Task,
     TaskEvent,
+    TrainingExample,
 )
 from agency.services.api_keys import api_key_create, api_key_revoke
 from agency.services.delivery import DeliveryRefused, delivery_email_enqueue, delivery_link_revoke
@@ -161,6 +165,14 @@ class DeliverableInline(ReadOnlyInline):
     fields = ["name", "content_type", "size", "sha256", "created_at"]
 
 
+class AttemptInline(ReadOnlyInline):
+    """The agents' attempts at the task: who, how it ended, why, and what its model calls cost."""
+
+    model = Attempt
+    fields = ["number", "profile", "outcome", "error_class", "detail", "verdict", "model_cost_cents", "compute_ms",
+              "worker", "created_at", "finished_at"]  # fmt: skip
+
+
 @admin.register(Task)
 class TaskAdmin(ChangedFieldsOnlyAdmin):
     list_display = ["id", "title", "domain", "client", "status", "price_cents", "is_high_value", "created_at"]
@@ -171,11 +183,11 @@ class TaskAdmin(ChangedFieldsOnlyAdmin):
     readonly_fields = [
         "status", "source", "client", "domain", "complexity", "urgency", "payment", "base_price_cents",
         "discount_cents", "price_cents", "currency", "is_high_value", "input_file", "input_name",
-        "input_content_type", "input_size", "input_sha256", "attempts", "last_error", "paid_at",
-        "completed_at", "created_at", "updated_at", "trace_id",
+        "input_content_type", "input_size", "input_sha256", "attempts", "last_error", "lease_owner", "lease_until",
+        "paid_at", "completed_at", "created_at", "updated_at", "trace_id",
     ]  # fmt: skip
     fields = ["title", "description", "needs_operator", "operator_note", *readonly_fields]
-    inlines = [TaskEventInline, DeliverableInline]
+    inlines = [TaskEventInline, AttemptInline, DeliverableInline]
     actions = ["mark_paid", "cancel", "new_delivery_link"]
 
     def has_add_permission(self, request):
@@ -373,3 +385,28 @@ class ModelCallAdmin(ReadOnlyAdmin):
         if changelist is not None:
             response.context_data["ledger_totals"] = model_call_totals(calls=changelist.queryset)
         return response
+
+
+@admin.register(AgentProfile)
+class AgentProfileAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "domain", "route", "priority", "retry_budget", "active"]
+    list_editable = ["priority", "active"]
+    list_filter = ["kind", "active", "domain"]
+    list_select_related = ["domain", "route"]
+
+
+@admin.register(Experience)
+class ExperienceAdmin(ReadOnlyAdmin):
+    list_display = ["title", "domain", "task", "created_at"]
+    list_filter = ["domain"]
+    search_fields = ["title", "summary"]
+    list_select_related = ["domain", "task"]
+    show_full_result_count = False
+
+
+@admin.register(TrainingExample)
+class TrainingExampleAdmin(ReadOnlyAdmin):
+    list_display = ["task", "domain", "purpose", "teacher", "rating", "created_at", "trace_id"]
+    list_filter = ["domain", "purpose", "rating"]
+    list_select_related = ["domain", "task", "teacher__provider"]
+    show_full_result_count = False

@@ -28,6 +28,7 @@ from agency.services.payments import checkout_abandoned_cancel
 logger = structlog.get_logger(__name__)
 
 CYCLE_STEPS: list[str] = [
+    "agency.pipeline.tasks_requeue",
     "escalations.services.notifications_relay",
     "agency.services.delivery.client_emails_relay",
     "agency.cycle.housekeeping",

@@ -1,13 +1,13 @@
-"""Demo data: a few prepaid tasks with the sample inputs bundled in `agency/samples/`, an
-operators' e-mail channel, and one task no agent can do, escalated to the operators."""
+"""Demo data: a few prepaid tasks with the sample inputs bundled in `agency/samples/` and an
+operators' e-mail channel. With no model configured, the baseline agent reports on the tables and
+the legal text is escalated to the operators; with a model, the LLM agent takes them all."""
 
 from pathlib import Path
 
 from agency.models import Domain, Task
-from agency.services.tasks import TaskOrder, task_create, task_transition
+from agency.services.tasks import TaskOrder, task_create
 from agency.services.uploads import upload_validate
-from escalations.models import Escalation, NotificationChannel
-from escalations.services import escalation_open
+from escalations.models import NotificationChannel
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 DEMO_CLIENT = "demo-client@agency.local"
@@ -15,12 +15,7 @@ DEMO_TASKS = [
     ("accounting", "Categorise Q3 expenses and flag anomalies", "quarterly_expenses.csv", "medium", "standard"),
     ("data_analysis", "Summarise Q2 sales by region and plan", "regional_sales.csv", "simple", "rush"),
     ("legal", "Review a consulting agreement for risky terms", "consulting_agreement.txt", "medium", "standard"),
-    ("legal", "Notarise the agreement in person and file it at the registry", "consulting_agreement.txt", "simple",
-     "urgent"),
-]  # fmt: skip
-# Work that needs hands and a stamp: planning finds no capable agent and hands it to a person.
-UNDOABLE_TITLE = DEMO_TASKS[-1][1]
-UNDOABLE_DETAIL = "Needs a notary's stamp and a visit to the registry: no agent can do physical work."
+]
 DEMO_CHANNEL = "Operators (console e-mail)"
 
 
@@ -54,22 +49,3 @@ def demo_channel_seed() -> NotificationChannel:
         name=DEMO_CHANNEL, defaults={"kind": NotificationChannel.Kind.EMAIL, "target": "operators@agency.local"}
     )
     return channel
-
-
-def demo_undoable_escalate() -> Escalation | None:
-    """Plan the undoable demo task, find no capable agent and escalate it (once; a rerun finds it open).
-
-    Stands in for the planner until the work pipeline exists, through the same services: the
-    move to planning and the escalation commit separately, and a rerun picks up where it stopped.
-    """
-    task = Task.objects.filter(client__email=DEMO_CLIENT, title=UNDOABLE_TITLE).first()
-    if task is None:
-        return None
-    if task.status == Task.Status.PAID:
-        task = task_transition(task=task, to=Task.Status.PLANNING, actor="demo planner")
-    if task.status != Task.Status.PLANNING:
-        return task.escalations.order_by("-pk").first()
-    escalation, _ = escalation_open(
-        task=task, reason=Escalation.Reason.NO_CAPABLE_AGENT, actor="demo planner", detail=UNDOABLE_DETAIL
-    )
-    return escalation

@@ -359,6 +359,11 @@ if any(not 0 <= percent <= 100 or minimum < 1 for minimum, percent in PRICING_RE
 HIGH_VALUE_THRESHOLD_CENTS = env_int("HIGH_VALUE_THRESHOLD_CENTS", 20000, minimum=1)
 # Attempts at a task before it is escalated (docs/escalations.md).
 TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 3, minimum=1)
+# The work pipeline (docs/agents.md): how long a worker's claim on a task lasts between two of its
+# steps before another worker may take the task over, and how long a paid task may wait for a
+# worker before the cycle sends it again (its message may have been lost with the broker).
+TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 600, minimum=1)
+TASK_REQUEUE_PAID_AFTER_SECONDS = env_int("TASK_REQUEUE_PAID_AFTER_SECONDS", 120, minimum=0)
 # Largest task input accepted (bytes); larger answers 413.
 TASK_INPUT_MAX_BYTES = env_int("TASK_INPUT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 # Largest API request body, JSON or multipart alike (default: a task input plus 1 MiB of fields);

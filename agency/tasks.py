@@ -46,16 +46,12 @@ def cycle_step(path: str, run_id: int | None = None, last: bool = False) -> dict
 
 @shared_task(name="agency.task_work")
 def task_work(task_id: int) -> str:
-    """Entry point of the work pipeline for a paid task (enqueued after the payment commits).
+    """Work a paid task to its end (docs/agents.md). Enqueued after the payment commits, and again
+    by the cycle for tasks that waited too long; a duplicate or redelivered message finds nothing
+    to claim. Acknowledged late: a worker that dies mid-task leaves its message to another."""
+    from agency.pipeline import task_work_run
 
-    The pipeline (plan → work → review; planned, docs/tasks.md) arrives with its own issue;
-    until then a paid task waits in `paid`, where operators see it.
-    """
-    from agency.models import Task
-
-    status = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
-    logger.info("task_ready_for_work", task_id=task_id, status=status)
-    return status or "missing"
+    return task_work_run(task_id=task_id)
 
 
 @shared_task(name="agency.client_emails_relay", ignore_result=True)

@@ -24,6 +24,7 @@ from agency.models import Task
 from agency.outbox import outbox_relay, relaying
 from agency.services.delivery import deliverable_add
 from agency.services.tasks import TRANSITIONS, task_flag, task_transition
+from agency.tasks import task_work
 from escalations.models import Escalation, EscalationEvent, Notification, NotificationChannel
 from escalations.outbox import (
     NOTIFICATIONS,
@@ -50,18 +51,20 @@ class Decision:
     reason: str = ""
 
 
-def failure_decide(*, attempts: int, is_high_value: bool, errored: bool) -> Decision:
+def failure_decide(
+    *, attempts: int, is_high_value: bool, errored: bool, retryable: bool = False, max_attempts: int | None = None
+) -> Decision:
     """The escalation rules (docs/escalations.md) for a task whose attempt failed (error) or was rejected (no error).
 
-    Attempts exhausted → escalate. A high-value task with a failed attempt →
-    escalate at once. Otherwise an error fails the task, and a rejection
-    without error gets another attempt.
+    Attempts exhausted (`max_attempts`, by default TASK_MAX_ATTEMPTS) → escalate. A high-value
+    task with a failed attempt → escalate at once. Otherwise an error fails the task unless it is
+    `retryable` (a model that did not answer), and a rejection gets another attempt.
     """
-    if attempts >= settings.TASK_MAX_ATTEMPTS:
+    if attempts >= (max_attempts or settings.TASK_MAX_ATTEMPTS):
         return Decision("escalate", R.ATTEMPTS_EXHAUSTED)
     if is_high_value and errored:
         return Decision("escalate", R.HIGH_VALUE_FAILURE)
-    return Decision("fail") if errored else Decision("retry")
+    return Decision("fail") if errored and not retryable else Decision("retry")
 
 
 def escalation_open(
@@ -204,7 +207,18 @@ def _resolve(*, escalation: Escalation, resolution: str, actor: str, note: str) 
     if target is not None and task.status != target:
         if resolution == Escalation.Resolution.COMPLETED_MANUALLY and not task.deliverables.exists():
             raise EscalationConflict("Upload a deliverable before completing the task by hand.")
-        task_transition(task=task, to=target, actor=actor, reason=f"escalation resolved: {resolution}")
+        # A retry is a fresh run of attempts, handed to the pipeline once this commits (the cycle
+        # sends it again if the broker is down meanwhile).
+        retried = resolution == Escalation.Resolution.RETRIED
+        task_transition(
+            task=task,
+            to=target,
+            actor=actor,
+            reason=f"escalation resolved: {resolution}",
+            **({"attempts": 0} if retried else {}),
+        )
+        if retried:
+            transaction.on_commit(lambda: task_work.delay(task.pk), robust=True)
     if resolution == Escalation.Resolution.REFUNDED:
         task_flag(task=task, note="Refund the client.", actor=actor)
     escalation.refresh_from_db()

@@ -25,7 +25,7 @@ from agency.gateway import breaker
 from agency.gateway.cost import call_cost, provider_cost_cents
 from agency.gateway.errors import GatewayConfigError, GatewayOutputInvalid, GatewayUnavailable
 from agency.gateway.selectors import route_deployments, route_named
-from agency.models import BreakerState, ModelCall, ModelDeployment, Route, Task
+from agency.models import Attempt, BreakerState, ModelCall, ModelDeployment, Route, Task
 from tracing.context import trace_carrier
 from tracing.otel import tracer
 
@@ -52,6 +52,7 @@ def gateway_complete(
     messages: list[dict],
     response_schema: dict | None = None,
     task: Task | None = None,
+    agent_attempt: Attempt | None = None,
     temperature: float = 0,
     max_tokens: int | None = None,
 ) -> Completion:
@@ -68,7 +69,7 @@ def gateway_complete(
     deployments = _route_deployments(route)
     _check_runnable(route, deployments)
     validator = _validator(response_schema)
-    call = _Call(purpose, route, task, messages, response_schema, validator, temperature, max_tokens)
+    call = _Call(purpose, route, task, messages, response_schema, validator, temperature, max_tokens, agent_attempt)
     call.breakers = breaker.breaker_states(deployments=deployments)  # always fresh, never cached
     with _tracer.start_as_current_span("gateway.complete") as span:
         span.set_attribute("agency.purpose", purpose)
@@ -98,6 +99,7 @@ class _Call:
     validator: object
     temperature: float
     max_tokens: int | None
+    agent_attempt: Attempt | None = None
     attempts: int = 0  # HTTP attempts so far, over every deployment: the ledger's `attempt`
     failures: list[str] = field(default_factory=list)
     breakers: dict[int, BreakerState] = field(default_factory=dict)
@@ -356,6 +358,7 @@ def _ledger_write(call: _Call, deployment, outcome, latency_ms, answer, error_cl
         route=call.route,
         purpose=call.purpose,
         task=call.task,
+        agent_attempt=call.agent_attempt,
         attempt=call.attempts,
         outcome=outcome,
         error_class=error_class,

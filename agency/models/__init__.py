@@ -1,5 +1,6 @@
 """Models of the agency core, one module per idea."""
 
+from agency.models.agents import AgentProfile, Attempt, Experience, TrainingExample
 from agency.models.api import ApiKey, IdempotencyRecord
 from agency.models.cycles import CycleRun
 from agency.models.gateway import (
@@ -16,7 +17,9 @@ from agency.models.payments import StripeEvent
 from agency.models.tasks import Client, Deliverable, DeliveryLink, Domain, Task, TaskEvent
 
 __all__ = [
+    "AgentProfile",
     "ApiKey",
+    "Attempt",
     "BreakerEvent",
     "BreakerState",
     "Client",
@@ -25,6 +28,7 @@ __all__ = [
     "Deliverable",
     "DeliveryLink",
     "Domain",
+    "Experience",
     "IdempotencyRecord",
     "ModelCall",
     "ModelDeployment",
@@ -34,4 +38,5 @@ __all__ = [
     "StripeEvent",
     "Task",
     "TaskEvent",
+    "TrainingExample",
 ]

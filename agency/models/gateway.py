@@ -221,6 +221,9 @@ class ModelCall(TraceStamped):
     task = models.ForeignKey(
         "agency.Task", null=True, blank=True, on_delete=models.PROTECT, related_name="model_calls", db_index=False
     )
+    agent_attempt = models.ForeignKey(
+        "agency.Attempt", null=True, blank=True, on_delete=models.PROTECT, related_name="model_calls"
+    )
     attempt = models.PositiveSmallIntegerField()
     outcome = models.CharField(max_length=16, choices=CallOutcome.choices)
     error_class = models.CharField(max_length=100, blank=True)

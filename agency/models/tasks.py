@@ -166,6 +166,10 @@ class Task(TraceStamped):
     operator_note = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # The work pipeline's claim: the worker working the task and until when. A worker renews it
+    # between steps; once it runs out, another worker may take the task over (docs/agents.md).
+    lease_owner = models.CharField(max_length=200, blank=True, editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     paid_at = models.DateTimeField(null=True, blank=True, editable=False)
     completed_at = models.DateTimeField(null=True, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

@@ -4,6 +4,7 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
+from celery import current_app
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, TextField, Value, When
 from django.db.models.functions import Concat
@@ -35,13 +36,15 @@ class InvalidTransition(DomainError):
     code = "invalid_transition"
 
 
-def task_transition(*, task: Task, to: str, actor: str, reason: str = "", **fields) -> Task:
+def task_transition(*, task: Task, to: str, actor: str, reason: str = "", holder: str | None = None, **fields) -> Task:
     """Move `task` from the status it was loaded with to `to`, or raise `InvalidTransition`.
 
     A compare-and-set: the UPDATE matches only while the row still has the
     status the caller saw, so of two concurrent writers exactly one wins and
     the other gets `InvalidTransition`. The winner writes one audit event in
     the same transaction. `fields` are other columns set by the same UPDATE.
+    With `holder`, the move also needs the work pipeline's lease to be that
+    worker's: a worker whose task was taken over moves nothing.
     """
     current = task.status
     if {"status", "paid_at", "completed_at"} & fields.keys():
@@ -55,7 +58,10 @@ def task_transition(*, task: Task, to: str, actor: str, reason: str = "", **fiel
     elif to == S.COMPLETED:
         changes["completed_at"] = now
     with transaction.atomic():
-        if not Task.objects.filter(pk=task.pk, status=current).update(**changes):
+        claimed = Task.objects.filter(pk=task.pk, status=current)
+        if holder is not None:
+            claimed = claimed.filter(lease_owner=holder)
+        if not claimed.update(**changes):
             actual = Task.objects.filter(pk=task.pk).values_list("status", flat=True).first()
             raise InvalidTransition(
                 f"The task is {actual} now, not {current}; it cannot become {to}.", existing_id=task.pk
@@ -85,9 +91,8 @@ def _on_completed(task: Task) -> None:
 
 
 def _hand_to_pipeline(task_id: int) -> None:
-    from agency.tasks import task_work
-
-    task_work.delay(task_id)
+    # By name: the pipeline sits above the core's services (it escalates), so they do not import it.
+    current_app.tasks["agency.task_work"].delay(task_id)
 
 
 def client_for_email(*, email: str, name: str = "") -> Client:

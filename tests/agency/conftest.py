@@ -29,3 +29,15 @@ def fast_gateway(settings):
     settings.GATEWAY_BREAKER_COOLDOWN_SECONDS = 60
     settings.GATEWAY_ROUTE_CACHE_SECONDS = 0  # each test's routes as it wrote them
     return settings
+
+
+@pytest.fixture
+def no_workers():
+    """Hand-overs go to the in-memory broker, where no worker consumes them: a paid task stays
+    `paid` after its creation commits, as when its message is lost or no worker is running."""
+    from agency.celery import app
+
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    yield
+    app.conf.task_always_eager = eager

@@ -6,7 +6,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db.models import Count
 
-from agency.demo import demo_channel_seed, demo_tasks_seed, demo_undoable_escalate
+from agency.demo import DEMO_CLIENT, demo_channel_seed, demo_tasks_seed
+from agency.gateway.selectors import money_summary
 from agency.models import ApiKey, Task
 from agency.services.api_keys import api_key_create
 from escalations.models import Escalation, Notification
@@ -47,14 +48,13 @@ class Command(TracedCommand):
             call_command("gateway_configure", stdout=self.stdout, stderr=self.stderr)
         login = self._operator()
         key_line = self._demo_key()
+        channel = demo_channel_seed()  # before the tasks: an escalation tells the operators at once
         seeded = demo_tasks_seed()
         self.stdout.write(f"   {len(seeded)} demo task(s) created (prepaid, with sample inputs).")
-        channel = demo_channel_seed()
-        self.stdout.write(f"3. Escalating what the agency cannot do (operators are told by {channel.kind})…")
+        self.stdout.write(f"3. Working the paid tasks (escalations reach the operators by {channel.kind})…")
         self.stdout.flush()
-        escalation = demo_undoable_escalate()
-        if escalation is not None:
-            self.stdout.write(f"   Escalation #{escalation.pk} ({escalation.reason}, {escalation.status}).")
+        # Without a broker each task was worked as soon as it was paid; this finds what is left.
+        call_command("process_tasks", stdout=self.stdout, stderr=self.stderr)
         self.stdout.write("4. Running one agency cycle…")
         call_command("run_agency", stdout=self.stdout, stderr=self.stderr)
         self._summary(login, key_line)
@@ -92,6 +92,14 @@ class Command(TracedCommand):
         self.stdout.write(f"  API key:   {key_line}")
         self.stdout.write(f"  API docs:  {base}/api/v1/docs/")
         self.stdout.write("  Tasks:     " + (_by_status(Task.objects) or "none"))
+        for task in Task.objects.filter(client__email=DEMO_CLIENT).prefetch_related("deliverables").order_by("pk"):
+            files = ", ".join(d.name for d in task.deliverables.all())
+            self.stdout.write(f"    #{task.pk} {task.title}: {task.status}" + (f" ({files})" if files else ""))
+        money = money_summary()
+        self.stdout.write(
+            f"  Money:     revenue {money.revenue}, model cost {money.model_cost}, profit {money.profit} "
+            "(completed tasks; amounts in cents)"
+        )
         unresolved = Escalation.objects.exclude(status=Escalation.Status.RESOLVED).count()
         outbox = _by_status(Notification.objects) or "empty"
         self.stdout.write(f"  Inbox:     {unresolved} unresolved escalation(s); notifications: {outbox}")

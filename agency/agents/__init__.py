@@ -1,0 +1,1 @@
+"""The agents that do the work of tasks (docs/agents.md)."""

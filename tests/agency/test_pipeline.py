@@ -1,0 +1,173 @@
+"""The work pipeline with the baseline agent: claim, lease, attempts, completion and the failure
+rules (docs/agents.md)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from agency.models import AgentProfile, Attempt, ClientEmail, Deliverable, Experience, Task, TrainingExample
+from agency.pipeline import LeaseLost, lease_renew, task_claim, task_work_run, tasks_requeue
+from agency.services.tasks import InvalidTransition, task_transition
+from escalations.models import Escalation
+from tests.agency.pipeline_setup import paid_task
+
+pytestmark = pytest.mark.django_db
+
+S = Task.Status
+
+
+def test_it_completes_a_data_task_with_the_baseline_report():
+    task = paid_task()
+    assert task_work_run(task_id=task.pk, worker="w1") == "completed"
+    task.refresh_from_db()
+    assert task.status == S.COMPLETED
+    assert (task.lease_owner, task.lease_until, task.attempts) == ("", None, 1)
+    names = sorted(Deliverable.objects.filter(task=task).values_list("name", "content_type"))
+    assert names == [("chart.png", "image/png"), ("report.html", "text/html; charset=utf-8")]
+    attempt = Attempt.objects.get(task=task)
+    assert (attempt.outcome, attempt.number, attempt.profile.name, attempt.worker) == ("approved", 1, "baseline", "w1")
+    assert attempt.finished_at is not None and attempt.model_cost_cents == 0
+    assert Experience.objects.get(task=task).summary == attempt.summary != ""
+    assert not TrainingExample.objects.exists()  # no model, nothing to distil
+    assert ClientEmail.objects.filter(task=task, kind=ClientEmail.Kind.DELIVERY_LINK).count() == 1
+    moves = list(task.events.values_list("from_status", "to_status"))
+    assert moves[-4:] == [("paid", "planning"), ("planning", "processing"), ("processing", "reviewing"),
+                          ("reviewing", "completed")]  # fmt: skip
+
+
+def test_it_escalates_a_text_task_the_baseline_declines():
+    task = paid_task("legal", "consulting_agreement.txt", title="Review a contract")
+    assert task_work_run(task_id=task.pk, worker="w1") == "escalated"
+    task.refresh_from_db()
+    assert task.status == S.ESCALATED and task.lease_owner == ""
+    escalation = Escalation.objects.get(task=task)
+    assert escalation.reason == Escalation.Reason.NO_CAPABLE_AGENT
+    assert "CSV, XLSX and JSON" in escalation.detail
+    assert Attempt.objects.get(task=task).outcome == Attempt.Outcome.DECLINED
+    assert not Deliverable.objects.filter(task=task).exists()
+
+
+def test_it_escalates_when_no_profile_is_active():
+    AgentProfile.objects.update(active=False)
+    task = paid_task()
+    assert task_work_run(task_id=task.pk, worker="w1") == "escalated"
+    assert Escalation.objects.get(task=task).reason == Escalation.Reason.NO_CAPABLE_AGENT
+    assert not Attempt.objects.exists()
+
+
+def test_it_prefers_the_domain_profile_with_the_lowest_priority():
+    AgentProfile.objects.create(
+        name="other-domain", kind="baseline", priority=1, domain=paid_task("legal", None).domain
+    )
+    AgentProfile.objects.create(name="data-first", kind="baseline", priority=5)
+    task = paid_task()
+    task_work_run(task_id=task.pk, worker="w1")
+    assert Attempt.objects.get(task=task).profile.name == "data-first"
+
+
+def test_it_fails_a_task_whose_table_cannot_be_read(tmp_path):
+    task = paid_task()
+    task.input_file.save("broken.csv", _bytes(b'a,b\n"unterminated,1\n'), save=True)
+    task.input_name = "broken.csv"
+    task.save(update_fields=["input_name"])
+    assert task_work_run(task_id=task.pk, worker="w1") == "failed"
+    task.refresh_from_db()
+    assert task.status == S.FAILED and task.last_error != ""
+    assert Attempt.objects.get(task=task).outcome == Attempt.Outcome.ERROR
+    assert not Escalation.objects.filter(task=task).exists()
+
+
+def test_a_high_value_task_whose_attempt_errs_is_escalated_at_once():
+    task = paid_task()
+    task.input_file.save("broken.csv", _bytes(b"\x00\x01not a table"), save=True)
+    Task.objects.filter(pk=task.pk).update(input_name="broken.csv", is_high_value=True)
+    assert task_work_run(task_id=task.pk, worker="w1") == "escalated"
+    assert Escalation.objects.get(task=task).reason == Escalation.Reason.HIGH_VALUE_FAILURE
+    assert Attempt.objects.filter(task=task).count() == 1
+
+
+# --- claims and leases ----------------------------------------------------------------------------
+
+
+def test_it_claims_a_paid_task_once():
+    task = paid_task()
+    first = task_claim(task_id=task.pk, worker="w1")
+    assert first is not None and first.status == S.PLANNING and first.lease_owner == "w1"
+    assert task_claim(task_id=task.pk, worker="w2") is None
+    assert task_work_run(task_id=task.pk, worker="w3") == "not claimed"
+    task.refresh_from_db()
+    assert task.lease_owner == "w1" and not Attempt.objects.exists()
+
+
+def test_it_leaves_finished_and_unknown_tasks_alone():
+    task = paid_task()
+    task_work_run(task_id=task.pk, worker="w1")
+    assert task_work_run(task_id=task.pk, worker="w2") == "not claimed"
+    assert task_work_run(task_id=10**9, worker="w2") == "not claimed"
+    assert Deliverable.objects.filter(task=task).count() == 2
+
+
+def test_it_takes_over_a_task_whose_lease_ran_out():
+    task = task_claim(task_id=paid_task().pk, worker="w1")
+    task_transition(task=task, to=S.PROCESSING, actor="test", holder="w1")
+    stale = Attempt.objects.create(task=task, profile=AgentProfile.objects.get(name="baseline"), number=1, worker="w1")
+    Task.objects.filter(pk=task.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    taken = task_claim(task_id=task.pk, worker="w2")
+    assert taken is not None and taken.lease_owner == "w2" and taken.lease_until > timezone.now()
+    stale.refresh_from_db()
+    assert stale.outcome == Attempt.Outcome.ABANDONED and stale.finished_at is not None
+    assert task_claim(task_id=task.pk, worker="w3") is None  # w2's lease is live
+    with pytest.raises(LeaseLost):
+        lease_renew(task=task, worker="w1")
+    with pytest.raises(InvalidTransition):  # the old worker moves nothing
+        task_transition(task=task, to=S.REVIEWING, actor="test", holder="w1")
+
+
+def test_the_taker_over_finishes_the_task_once_with_a_new_attempt():
+    task = task_claim(task_id=paid_task().pk, worker="w1")
+    Task.objects.filter(pk=task.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert task_work_run(task_id=task.pk, worker="w2") == "completed"
+    assert Deliverable.objects.filter(task=task).count() == 2
+    assert list(Attempt.objects.filter(task=task).values_list("worker", "outcome")) == [("w2", "approved")]
+
+
+def test_a_worker_that_lost_its_lease_keeps_no_deliverable(monkeypatch, settings):
+    from agency import pipeline
+
+    task = paid_task()
+    real_run = pipeline.agent_run
+
+    def slow_then_overtaken(**kwargs):
+        output = real_run(**kwargs)
+        # While this worker was busy, its lease ran out and w2 took the task over.
+        Task.objects.filter(pk=task.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+        assert task_claim(task_id=task.pk, worker="w2") is not None
+        return output
+
+    monkeypatch.setattr(pipeline, "agent_run", slow_then_overtaken)
+    assert task_work_run(task_id=task.pk, worker="w1") == "lease lost"
+    task.refresh_from_db()
+    assert task.status == S.PROCESSING and task.lease_owner == "w2"
+    assert not Deliverable.objects.filter(task=task).exists()
+    assert Attempt.objects.get(task=task).outcome == Attempt.Outcome.ABANDONED
+
+
+def test_the_cycle_sends_again_tasks_left_waiting_or_dropped(settings, django_capture_on_commit_callbacks):
+    settings.TASK_REQUEUE_PAID_AFTER_SECONDS = 60
+    waiting, fresh, dropped = paid_task(), paid_task(), paid_task()
+    Task.objects.filter(pk=waiting.pk).update(paid_at=timezone.now() - timedelta(seconds=61))
+    task_claim(task_id=dropped.pk, worker="dead-worker")
+    Task.objects.filter(pk=dropped.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    assert tasks_requeue() == {"requeued": 2}  # eager Celery: worked right here
+    statuses = dict(Task.objects.values_list("pk", "status"))
+    assert statuses[waiting.pk] == statuses[dropped.pk] == S.COMPLETED
+    assert statuses[fresh.pk] == S.PAID
+
+
+def _bytes(content: bytes):
+    from django.core.files.base import ContentFile
+
+    return ContentFile(content)
