@@ -1,8 +1,8 @@
 """The one-model set-up from the environment (AGENCY_MODEL_*, docs/gateway.md).
 
 Operators with several providers edit them in the admin; a deployment that names one model
-in its environment gets a provider `env`, that model, and the route `default` (any domain, any
-purpose) pointing at it. Safe to run at every start and from several processes at once.
+in its environment gets a provider `env`, that model, the route `default` (any domain, any
+purpose) pointing at it, and the LLM agent profile `llm` (every domain, ahead of the baseline). Safe to run at every start and from several processes at once.
 """
 
 from decimal import Decimal
@@ -10,10 +10,12 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from agency.models import ModelDeployment, Provider, Route, RouteStep
+from agency.models import AgentProfile, ModelDeployment, Provider, Route, RouteStep
 
 ENV_PROVIDER = "env"
 DEFAULT_ROUTE = "default"
+ENV_PROFILE = "llm"
+ENV_PROFILE_PRIORITY = 100  # ahead of the seeded baseline (1000)
 
 
 def gateway_configure(
@@ -41,6 +43,8 @@ def gateway_configure(
             for step in steps.order_by("-position"):
                 RouteStep.objects.filter(pk=step.pk).update(position=step.position + 1)
             RouteStep.objects.create(route=route, deployment=deployment, position=0)
+        # The route is left empty on the profile: it follows the routing table, `default` included.
+        _upsert(AgentProfile, {"name": ENV_PROFILE}, kind=AgentProfile.Kind.LLM, active=True, priority=ENV_PROFILE_PRIORITY)
     return deployment
 
 
