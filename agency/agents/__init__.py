@@ -1,0 +1,1 @@
+"""The agents that do the client's work; `tables` and `report` are the baseline agent's engine (docs/agents.md)."""
