@@ -321,6 +321,7 @@ def profile_html(*, profile: TableProfile, title: str, chart_name: str) -> str:
         "chart_name": chart_name,
         "rows": f"{profile.rows:,}",
         "column_count": f"{len(profile.columns):,}",
+        "summary": profile_summary(profile),
         "columns": [_column_row(column) for column in profile.columns],
         "numeric": [_numeric_row(column) for column in profile.of_kind(Kind.NUMERIC)],
         "group_totals": [_group_table(totals) for totals in profile.group_totals],
