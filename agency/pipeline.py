@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from agency.agents.base import AgentOutput, agent_run
 from agency.models import AgentProfile, Attempt, Task
@@ -116,7 +117,19 @@ def task_work_run(*, task_id: int, worker: str | None = None) -> str:
             return "lease lost"
 
 
+def _arena(*, task: Task, worker: str) -> str | None:
+    """A high-value task goes to the arena when one is plugged in (`PIPELINE_ARENA_HOOK`, the dotted
+    path of a function taking the task and the worker and returning what happened); without one it
+    takes the single-agent path."""
+    if not (task.is_high_value and settings.PIPELINE_ARENA_HOOK):
+        return None
+    return import_string(settings.PIPELINE_ARENA_HOOK)(task=task, worker=worker)
+
+
 def _attempt_one(*, task: Task, worker: str) -> str:
+    arena = _arena(task=task, worker=worker) if task.attempts == 0 else None
+    if arena is not None:
+        return arena
     profile = profile_for(task=task)
     if profile is None:
         return _escalate(task=task, worker=worker, reason="no_capable_agent", detail="No active agent profile.")

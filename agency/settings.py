@@ -364,6 +364,9 @@ TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 3, minimum=1)
 # worker before the cycle sends it again (its message may have been lost with the broker).
 TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 600, minimum=1)
 TASK_REQUEUE_PAID_AFTER_SECONDS = env_int("TASK_REQUEUE_PAID_AFTER_SECONDS", 120, minimum=0)
+# Where high-value tasks go instead of a single agent: a function's dotted path, filled in by the
+# arena (empty: the single-agent path for every task).
+PIPELINE_ARENA_HOOK = env.str("PIPELINE_ARENA_HOOK", default="")
 # Largest task input accepted (bytes); larger answers 413.
 TASK_INPUT_MAX_BYTES = env_int("TASK_INPUT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 # Largest API request body, JSON or multipart alike (default: a task input plus 1 MiB of fields);

@@ -2,7 +2,8 @@
 
 Operators with several providers edit them in the admin; a deployment that names one model
 in its environment gets a provider `env`, that model, the route `default` (any domain, any
-purpose) pointing at it, and the LLM agent profile `llm` (every domain, ahead of the baseline). Safe to run at every start and from several processes at once.
+purpose) pointing at it, and the LLM agent profile `llm` (every domain, ahead of the baseline).
+Safe to run at every start and from several processes at once.
 """
 
 from decimal import Decimal
@@ -44,7 +45,9 @@ def gateway_configure(
                 RouteStep.objects.filter(pk=step.pk).update(position=step.position + 1)
             RouteStep.objects.create(route=route, deployment=deployment, position=0)
         # The route is left empty on the profile: it follows the routing table, `default` included.
-        _upsert(AgentProfile, {"name": ENV_PROFILE}, kind=AgentProfile.Kind.LLM, active=True, priority=ENV_PROFILE_PRIORITY)
+        _upsert(
+            AgentProfile, {"name": ENV_PROFILE}, kind=AgentProfile.Kind.LLM, active=True, priority=ENV_PROFILE_PRIORITY
+        )
     return deployment
 
 

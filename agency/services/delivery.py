@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
+from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.base import ContentFile
@@ -165,9 +166,8 @@ def client_emails_relay(*, now: datetime | None = None, limit: int | None = None
 
 
 def client_emails_relay_kick() -> None:
-    from agency.tasks import client_emails_relay as relay_task
-
-    outbox_kick(relay_task, name="client_emails_relay")
+    # By name, as every Celery task the core's services start: the task modules sit above them.
+    outbox_kick(current_app.tasks["agency.client_emails_relay"], name="client_emails_relay")
 
 
 def delivery_link_revoke(*, link: DeliveryLink, actor: str) -> DeliveryLink:

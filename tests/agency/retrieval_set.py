@@ -29,7 +29,10 @@ RECORDS: dict[str, list[tuple[str, str]]] = {
         ("Overtime hours by team", "Overtime hours and pay per team and month; support works the most overtime."),
     ],
     "marketing_roi": [
-        ("Campaign return on ad spend", "ROI per marketing campaign and channel; paid social returns least per dollar."),
+        (
+            "Campaign return on ad spend",
+            "ROI per marketing campaign and channel; paid social returns least.",
+        ),
         ("Ad spend efficiency", "Cost per acquisition and return on ad spend for each campaign this quarter."),
     ],
     "satisfaction": [
@@ -37,7 +40,10 @@ RECORDS: dict[str, list[tuple[str, str]]] = {
         ("Survey responses summary", "Satisfaction ratings per question of the customer survey, with score trends."),
     ],
     "delivery_times": [
-        ("Shipping delays by carrier", "Average delivery time per carrier and route; late shipments cluster on Fridays."),
+        (
+            "Shipping delays by carrier",
+            "Average delivery time per carrier and route; late shipments on Fridays.",
+        ),
         ("On-time delivery rate", "Share of parcels delivered on time per carrier, depot and week."),
     ],
     "energy": [

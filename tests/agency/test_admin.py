@@ -105,7 +105,7 @@ def test_it_does_not_let_an_operator_edit_a_status_by_hand(admin_client):
         f"/admin/agency/task/{task.pk}/change/",
         {"title": "Renamed", "description": "", "operator_note": "", "status": "completed",
          "events-TOTAL_FORMS": 0, "events-INITIAL_FORMS": 0, "deliverables-TOTAL_FORMS": 0,
-         "deliverables-INITIAL_FORMS": 0},
+         "deliverables-INITIAL_FORMS": 0, "work_attempts-TOTAL_FORMS": 0, "work_attempts-INITIAL_FORMS": 0},
     )  # fmt: skip
     task.refresh_from_db()
     assert task.title == "Renamed" and task.status == "pending"

@@ -40,10 +40,11 @@ def test_it_runs_every_cycle_step_and_can_run_twice():
     first = _run("run_agency")
     second = _run("run_agency")
     for output in (first, second):
-        assert "[1/3] notifications_relay: ok" in output
-        assert "[2/3] client_emails_relay: ok" in output
-        assert "[3/3] housekeeping: ok" in output
-        assert "finished: 3 steps ok." in output
+        assert "[1/4] tasks_requeue: ok" in output
+        assert "[2/4] notifications_relay: ok" in output
+        assert "[3/4] client_emails_relay: ok" in output
+        assert "[4/4] housekeeping: ok" in output
+        assert "finished: 4 steps ok." in output
     assert [run.status for run in CycleRun.objects.order_by("pk")] == ["finished", "finished"]
 
 
@@ -78,15 +79,25 @@ def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings, tmp_path
     assert get_user_model().objects.count() == 1
     assert ApiKey.objects.filter(name="demo integration").count() == 1
     demo_tasks = Task.objects.filter(client__email="demo-client@agency.local")
-    assert demo_tasks.count() == 4  # seeded once, not again on the second run
-    assert sorted(demo_tasks.values_list("status", flat=True)) == ["escalated", "paid", "paid", "paid"]
+    assert demo_tasks.count() == 3  # seeded once, not again on the second run
     assert all(t.input_sha256 and t.input_size for t in demo_tasks)
-    assert "Tasks:     1 escalated, 3 paid" in second
-    # The task no agent can do is escalated once, and the operators' e-mail went out once.
+    # No model configured: the baseline agent reports on both tables and declines the contract.
+    assert sorted(demo_tasks.values_list("input_name", "status")) == [
+        ("consulting_agreement.txt", "escalated"), ("quarterly_expenses.csv", "completed"),
+        ("regional_sales.csv", "completed")]  # fmt: skip
+    for task in demo_tasks.filter(status="completed"):
+        assert sorted(task.deliverables.values_list("name", flat=True)) == ["chart.png", "report.html"]
+        assert f"#{task.pk} {task.title}: completed (" in second
+    assert "Tasks:     2 completed, 1 escalated" in second
+    revenue = sum(demo_tasks.filter(status="completed").values_list("price_cents", flat=True))
+    assert f"Money:     revenue {revenue}, model cost 0, profit {revenue} " in second
+    # The task no agent here can do is escalated once, and the operators' e-mail went out once;
+    # the client got one delivery e-mail per completed task.
     [escalation] = Escalation.objects.all()
     assert (escalation.reason, escalation.status) == ("no_capable_agent", "open")
-    [message] = mail.outbox
-    assert message.to == ["operators@agency.local"] and f"Escalation #{escalation.pk}" in message.subject
+    [message] = _operator_mail()
+    assert f"Escalation #{escalation.pk}" in message.subject
+    assert sorted(m.to[0] for m in mail.outbox if m is not message) == ["demo-client@agency.local"] * 2
     assert "Inbox:     1 unresolved escalation(s); notifications: 1 sent" in second
     raw = first.split("API key:   ")[1].split()[0]
     assert client_with_key(raw).get("/api/v1/keys").status_code == 200
@@ -100,7 +111,8 @@ def test_the_trace_id_each_demo_run_prints_finds_that_run_in_the_trace_search(se
         trace_id = output.split("Trace:     ")[1].split()[0]
         [run] = CycleRun.objects.filter(trace_id=trace_id)
         assert (run.trigger, run.status) == ("command", "finished")
-        assert [step["name"] for step in run.steps] == ["notifications_relay", "client_emails_relay", "housekeeping"]
+        assert [step["name"] for step in run.steps] == [
+            "tasks_requeue", "notifications_relay", "client_emails_relay", "housekeeping"]  # fmt: skip
         page = admin_client.get("/admin/traces/", {"trace_id": trace_id}).content.decode()
         assert f"Cycle #{run.pk}" in page
     assert CycleRun.objects.count() == 2
@@ -115,11 +127,12 @@ def test_e_mailed_links_point_where_the_demo_serves(
     output = _run("demo", "--no-serve", "--addrport", "0.0.0.0:8123")
     assert "Admin:     http://127.0.0.1:8123/admin/" in output
     [escalation] = Escalation.objects.all()
-    [alert] = mail.outbox
+    [alert] = _operator_mail()
     assert f"http://127.0.0.1:8123/admin/escalations/escalation/{escalation.pk}/change/" in alert.body
 
     # An operator finishes the escalated task by hand while the demo serves: the client's link follows too.
-    upload = SimpleUploadedFile("filed.txt", b"Filed at the registry.", content_type="text/plain")
+    upload = SimpleUploadedFile("review.md", b"Clause 7 caps liability.", content_type="text/markdown")
+    mail.outbox.clear()  # the deliveries of the tasks the baseline agent completed
     with django_capture_on_commit_callbacks(execute=True):
         escalation_resolve(escalation=escalation, resolution="completed_manually", actor="op", deliverable=upload)
     [delivery] = [m for m in mail.outbox if m.to == ["demo-client@agency.local"]]
@@ -135,8 +148,12 @@ def test_it_honours_public_base_url_over_the_served_address(settings, tmp_path, 
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://agency.example")
     output = _run("demo", "--no-serve", "--addrport", "127.0.0.1:8123")
     assert "Admin:     https://agency.example/admin/" in output
-    [alert] = mail.outbox
+    [alert] = _operator_mail()
     assert "https://agency.example/admin/escalations/escalation/" in alert.body
+
+
+def _operator_mail() -> list:
+    return [m for m in mail.outbox if m.to == ["operators@agency.local"]]
 
 
 def test_it_refuses_the_demo_outside_development(settings):

@@ -21,12 +21,12 @@ def test_it_queues_a_cycle_and_shows_its_steps_as_json(operator_client, django_c
     assert response.status_code == 202
     queued = response.json()
     assert (queued["status"], queued["trigger"], queued["steps"]) == ("queued", "worker", [])
-    assert queued["planned"] == ["notifications_relay", "client_emails_relay", "housekeeping"]
+    assert queued["planned"] == ["tasks_requeue", "notifications_relay", "client_emails_relay", "housekeeping"]
 
     shown = operator_client.get(f"{URL}/{queued['id']}").json()
     assert shown["status"] == "finished" and shown["finished_at"]
     assert [step["name"] for step in shown["steps"]] == queued["planned"]
-    assert shown["steps"][2]["ok"] is True and isinstance(shown["steps"][2]["summary"], dict)
+    assert shown["steps"][3]["ok"] is True and isinstance(shown["steps"][3]["summary"], dict)
     assert shown["trace_id"] == queued["trace_id"] and len(shown["trace_id"]) == 32
 
 

@@ -18,7 +18,11 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_gateway")]
 
 BY_REGION = {
     "steps": [
-        {"op": "group_aggregate", "args": {"by": ["region"], "column": "revenue_usd", "agg": "sum"}, "title": "By region"}
+        {
+            "op": "group_aggregate",
+            "args": {"by": ["region"], "column": "revenue_usd", "agg": "sum"},
+            "title": "By region",
+        }
     ],
     "narrative_focus": "which region sells most",
 }

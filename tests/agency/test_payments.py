@@ -178,9 +178,11 @@ def test_it_marks_a_task_paid_once_and_hands_it_to_the_pipeline(
     assert response.status_code == 200
     assert response.json()["outcome"] == "processed"
     pending.refresh_from_db()
-    assert pending.status == "paid"
+    assert pending.paid_at is not None
     assert _work_enqueued(pending) == 1
-    assert TaskEvent.objects.get(task=pending).actor == "stripe"
+    assert TaskEvent.objects.get(task=pending, to_status="paid").actor == "stripe"
+    # The pipeline had it once the payment committed: no input table, so the baseline declined it.
+    assert pending.status == "escalated" and pending.work_attempts.get().outcome == "declined"
 
 
 @pytest.mark.django_db

@@ -264,7 +264,11 @@ def test_a_view_only_staff_user_cannot_requeue_a_dead_notification(viewer, super
 def test_a_view_only_staff_user_cannot_edit_a_task_or_a_channel_in_the_admin(viewer, superuser):
     task = TaskFactory(status="paid", title="Before")
     channel = ChannelFactory(name="ops", target="http://127.0.0.1:9/")
-    inlines = {f"{name}-{count}_FORMS": 0 for name in ("events", "deliverables") for count in ("TOTAL", "INITIAL")}
+    inlines = {
+        f"{name}-{count}_FORMS": 0
+        for name in ("events", "work_attempts", "deliverables")
+        for count in ("TOTAL", "INITIAL")
+    }
     task_form = {"title": "After", "description": "", "operator_note": "", **inlines}
     _refused_then_allowed(
         viewer,

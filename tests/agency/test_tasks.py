@@ -20,13 +20,14 @@ def test_it_gives_beat_the_cycle_schedule_from_code(settings):
 def test_it_runs_every_step_of_an_eager_cycle_and_stores_named_results():
     result = agency_cycle.apply_async()
     assert result.get() == [
+        "agency.pipeline.tasks_requeue",
         "escalations.services.notifications_relay",
         "agency.services.delivery.client_emails_relay",
         "agency.cycle.housekeeping",
     ]
     names = set(TaskResult.objects.values_list("task_name", flat=True))
     assert {"agency.cycle", "agency.cycle_step"} <= names
-    assert TaskResult.objects.filter(task_name="agency.cycle_step", status="SUCCESS").count() == 3
+    assert TaskResult.objects.filter(task_name="agency.cycle_step", status="SUCCESS").count() == 4
 
 
 def test_it_refuses_to_run_anything_but_a_known_step():
