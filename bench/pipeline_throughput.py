@@ -14,7 +14,6 @@ Informational: the figure depends on the machine. Needs PostgreSQL on 127.0.0.1:
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
