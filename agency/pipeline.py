@@ -112,8 +112,10 @@ def task_work_run(*, task_id: int, worker: str | None = None) -> str:
                 result = _attempt_one(task=task, worker=worker)
                 if result != "retry":
                     return result
-        except LeaseLost:
-            logger.warning("task_lease_lost", worker=worker)
+        except (LeaseLost, InvalidTransition) as exc:
+            # Taken over after our lease ran out, or moved by someone else (an operator's cancel):
+            # either way the task is no longer ours, and nothing of ours was kept.
+            logger.warning("task_lost", worker=worker, reason=str(exc))
             return "lease lost"
 
 

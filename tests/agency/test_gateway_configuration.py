@@ -62,3 +62,16 @@ def test_it_says_what_it_configured(model_env):
     out = StringIO()
     call_command("gateway_configure", stdout=out)
     assert "env/llama3.1:8b" in out.getvalue() and "priced" in out.getvalue()
+
+
+def test_a_configured_model_puts_the_llm_agent_ahead_of_the_baseline_once(model_env):
+    from agency.models import AgentProfile, Task
+    from agency.pipeline import profile_for
+    from tests.agency.factories import TaskFactory
+
+    AgentProfile.objects.filter(name="llm").delete()
+    gateway_configure_from_settings()
+    gateway_configure_from_settings()
+    llm = AgentProfile.objects.get(name="llm")
+    assert (llm.kind, llm.active, llm.route, llm.domain) == ("llm", True, None, None)
+    assert profile_for(task=TaskFactory(status=Task.Status.PAID)) == llm

@@ -196,3 +196,38 @@ def test_a_high_value_task_goes_to_the_arena_hook_when_one_is_set(settings):
 def test_without_an_arena_a_high_value_task_takes_the_single_agent_path():
     valuable = paid_task(complexity="complex")
     assert task_work_run(task_id=valuable.pk, worker="w1") == "completed"
+
+
+def test_an_operators_retry_works_the_task_again_with_a_fresh_budget(django_capture_on_commit_callbacks):
+    from escalations.services import escalation_resolve
+
+    task = paid_task("legal", "consulting_agreement.txt", title="Review a contract")
+    task_work_run(task_id=task.pk, worker="w1")  # the baseline declines: escalated
+    Task.objects.filter(pk=task.pk).update(attempts=3)
+    AgentProfile.objects.create(name="tables-only", kind="baseline", priority=1)  # still declines text
+    with django_capture_on_commit_callbacks(execute=True):  # the hand-over runs once the resolution commits
+        escalation_resolve(escalation=Escalation.objects.get(task=task), resolution="retried", actor="op")
+    task.refresh_from_db()
+    assert task.status == S.ESCALATED and task.attempts == 1  # worked again from 0, declined again
+    assert list(Attempt.objects.filter(task=task).values_list("profile__name", flat=True)) == [
+        "baseline", "tables-only"]  # fmt: skip
+    assert Escalation.objects.filter(task=task).count() == 2  # a new episode
+
+
+def test_a_task_escalated_by_someone_else_while_its_agent_works_keeps_nothing_of_the_work(monkeypatch):
+    from agency import pipeline
+    from escalations.services import escalation_open
+
+    task = paid_task()
+    real_run = pipeline.agent_run
+
+    def escalated_meanwhile(**kwargs):
+        output = real_run(**kwargs)
+        escalation_open(task=Task.objects.get(pk=task.pk), reason="integration", actor="marketplace")
+        return output
+
+    monkeypatch.setattr(pipeline, "agent_run", escalated_meanwhile)
+    assert task_work_run(task_id=task.pk, worker="w1") == "lease lost"
+    task.refresh_from_db()
+    assert task.status == S.ESCALATED
+    assert not Deliverable.objects.filter(task=task).exists()
