@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from agency.models import Task
+from agency.models import AgentProfile, Task
 from agency.services.tasks import TaskOrder, task_create
 from agency.services.uploads import upload_validate
 from tests.agency.factories import domain
@@ -12,6 +12,8 @@ SAMPLES = Path(__file__).resolve().parents[2] / "agency" / "samples"
 
 def paid_task(slug: str = "data_analysis", sample: str | None = "regional_sales.csv", **order) -> Task:
     """A prepaid task in `paid` (its hand-over to the pipeline runs only if the test runs commit hooks)."""
+    # The migrations' baseline profile, made again after a transactional test flushed it.
+    AgentProfile.objects.get_or_create(name="baseline", defaults={"kind": "baseline", "priority": 1000})
     fields = {
         "domain": domain(slug),
         "title": "Summarise sales by region",
