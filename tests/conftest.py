@@ -300,3 +300,21 @@ def smtp_inbox(settings):
         yield inbox
     finally:
         controller.stop()
+
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def broker_url():
+    """A Redis database of its own for tests with real workers, emptied first; a missing Redis
+    fails the test in CI and skips it elsewhere."""
+    import redis
+
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2).flushdb()
+    except redis.RedisError as exc:
+        if in_ci():
+            pytest.fail(f"Redis is required in CI and is not reachable at {TEST_REDIS_URL}: {exc}")
+        pytest.skip(f"Redis not reachable at {TEST_REDIS_URL}")
+    return TEST_REDIS_URL

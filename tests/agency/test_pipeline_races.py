@@ -10,7 +10,6 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-import redis
 from django.utils import timezone
 
 from agency.models import Attempt, Deliverable, ModelCall, Task
@@ -19,10 +18,8 @@ from tests.agency.fake_openai import ok
 from tests.agency.gateway_setup import deployment_at, route_of
 from tests.agency.pipeline_setup import paid_task
 from tests.concurrency import run_at_once
-from tests.conftest import database_url, in_ci
+from tests.conftest import database_url
 from tests.processes import ROOT, stop, wait_for, worker_start
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.mark.server_db
@@ -50,18 +47,6 @@ def test_eight_workers_taking_over_one_dropped_task_make_one_owner():
 
 
 # --- real workers --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def broker_url():
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        if in_ci():
-            pytest.fail(f"Redis is required in CI and is not reachable at {REDIS_URL}: {exc}")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}")
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    return REDIS_URL
 
 
 def _env(broker_url: str, media_root, **extra: str) -> dict:

@@ -10,28 +10,14 @@ import subprocess
 import uuid
 
 import pytest
-import redis
 from django_celery_results.models import TaskResult
 
 from agency.models import ApiKey, CycleRun
-from tests.conftest import database_url, in_ci
+from tests.conftest import database_url
 from tests.processes import json_lines, stop, wait_for, web_answers, web_start, worker_start
 from tests.tracing.http_server import plain_post
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def broker_url():
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        if in_ci():
-            pytest.fail(f"Redis is required in CI and is not reachable at {REDIS_URL}: {exc}")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}")
-    return REDIS_URL
 
 
 @pytest.fixture
@@ -42,7 +28,6 @@ def deployment(broker_url):
 
     Yields the web URL and the worker's log lines (JSON) as they arrive.
     """
-    redis.Redis.from_url(broker_url).flushdb()  # a dedicated database: no stale messages
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
