@@ -50,8 +50,11 @@ class Command(TracedCommand):
         key_line = self._demo_key()
         channel = demo_channel_seed()  # before the tasks: an escalation tells the operators at once
         seeded = demo_tasks_seed()
-        self.stdout.write(f"   {len(seeded)} demo task(s) created (prepaid, with sample inputs).")
-        self.stdout.write(f"3. Working the paid tasks (escalations reach the operators by {channel.kind})…")
+        self.stdout.write(
+            f"   {len(seeded)} demo task(s) created (prepaid, with sample inputs); without a broker each was "
+            "worked by the agents as soon as it was paid."
+        )
+        self.stdout.write(f"3. Working the paid tasks left (escalations reach the operators by {channel.kind})…")
         self.stdout.flush()
         # Without a broker each task was worked as soon as it was paid; this finds what is left.
         call_command("process_tasks", stdout=self.stdout, stderr=self.stderr)
