@@ -9,11 +9,19 @@ naming anything outside the catalogue is refused.
 """
 
 import json
+from functools import cached_property
 
 from django.utils.html import escape
 
 from agency.agents.base import AgentOutput, Produced, TeacherStep, images_inlined, task_input
-from agency.agents.operations import PLAN_SCHEMA, PlanRefused, plan_run, step_results_charts, step_results_html
+from agency.agents.operations import (
+    ARGS_SCHEMAS,
+    PLAN_SCHEMA,
+    PlanRefused,
+    plan_run,
+    step_results_charts,
+    step_results_html,
+)
 from agency.agents.tables import TableUnreadable, table_is_supported, table_read
 from agency.gateway import gateway_complete
 from agency.gateway.selectors import route_for
@@ -23,6 +31,9 @@ from agency.services.experience import experience_similar
 Outcome = Attempt.Outcome
 SAMPLE_ROWS = 5
 RESULT_ROWS_SHOWN = 20
+# A client's document goes into the prompt up to this many characters (a model's context is finite;
+# uploads may be far larger).
+DOCUMENT_CHARS_MAX = 60_000
 
 TEXT_PLAN_SCHEMA = {
     "type": "object",
@@ -51,6 +62,17 @@ class _Run:
     def __init__(self, profile: AgentProfile, task: Task, attempt: Attempt):
         self.profile, self.task, self.attempt = profile, task, attempt
         self.teacher_steps: list[TeacherStep] = []
+
+    @cached_property
+    def brief(self) -> str:
+        """The task as every step's prompt states it, with the closest approved work of its domain."""
+        task = self.task
+        examples = experience_similar(domain=task.domain, text=f"{task.title}\n{task.description}")
+        shown = "".join(f"\n- {e.title}: {e.summary}" for e in examples)
+        lines = [f"Task: {task.title}", f"Domain: {task.domain.name}", f"Description: {task.description or '(none)'}"]
+        if shown:
+            lines.append(f"Approved work on similar tasks, as examples:{shown}")
+        return "\n".join(lines)
 
     def route(self, purpose: str) -> Route:
         return self.profile.route or route_for(domain=self.task.domain, purpose=purpose)
@@ -85,22 +107,16 @@ def _system(run: _Run, role: str) -> dict:
     return {"role": "system", "content": f"{role}{style}"}
 
 
-def _brief(run: _Run) -> str:
-    task = run.task
-    examples = experience_similar(domain=task.domain, text=f"{task.title}\n{task.description}")
-    shown = "".join(f"\n- {e.title}: {e.summary}" for e in examples)
-    lines = [f"Task: {task.title}", f"Domain: {task.domain.name}", f"Description: {task.description or '(none)'}"]
-    if shown:
-        lines.append(f"Approved work on similar tasks, as examples:{shown}")
-    return "\n".join(lines)
-
-
 def _table_work(run: _Run, table) -> AgentOutput:
     columns = ", ".join(f"{name} ({dtype})" for name, dtype in table.dtypes.astype(str).items())
     sample = table.head(SAMPLE_ROWS).to_csv(index=False)
     plan_messages = [
-        _system(run, "You plan data analyses. Answer with a JSON plan of steps from the allowed operations only."),
-        {"role": "user", "content": f"{_brief(run)}\nColumns: {columns}\nFirst rows (CSV):\n{sample}"},
+        _system(
+            run,
+            "You plan data analyses. Answer with a JSON plan of steps using only these operations, whose "
+            f"arguments follow these JSON schemas: {json.dumps(ARGS_SCHEMAS)}",
+        ),
+        {"role": "user", "content": f"{run.brief}\nColumns: {columns}\nFirst rows (CSV):\n{sample}"},
     ]
     # Validated against the schema by the gateway; read again with floats, as pandas compares them.
     plan = json.loads(run.ask("plan", plan_messages, PLAN_SCHEMA).text)
@@ -119,7 +135,7 @@ def _table_work(run: _Run, table) -> AgentOutput:
             _system(
                 run, "You write the narrative of a data analysis for a client, in Markdown, from the results given."
             ),
-            {"role": "user", "content": f"{_brief(run)}\nResults (CSV):\n{figures}"},
+            {"role": "user", "content": f"{run.brief}\nResults (CSV):\n{figures}"},
         ],
         keep=True,
     ).text
@@ -131,12 +147,14 @@ def _table_work(run: _Run, table) -> AgentOutput:
 
 def _text_work(run: _Run) -> AgentOutput:
     source = task_input(run.task).decode("utf-8", errors="replace") if run.task.input_file else ""
+    if len(source) > DOCUMENT_CHARS_MAX:
+        source = source[:DOCUMENT_CHARS_MAX] + "\n[… the rest of the document is left out]"
     material = f"\nThe client's document:\n{source}" if source else ""
     plan = run.ask(
         "plan",
         [
             _system(run, "You plan professional written work. Answer with JSON."),
-            {"role": "user", "content": _brief(run)},
+            {"role": "user", "content": run.brief},
         ],
         TEXT_PLAN_SCHEMA,
     ).data
@@ -144,7 +162,7 @@ def _text_work(run: _Run) -> AgentOutput:
         "work",
         [
             _system(run, "You write the deliverable for a client in Markdown, following the plan."),
-            {"role": "user", "content": f"{_brief(run)}\nPlan: {json.dumps(plan, default=str)}{material}"},
+            {"role": "user", "content": f"{run.brief}\nPlan: {json.dumps(plan, default=str)}{material}"},
         ],
         keep=True,
     ).text
@@ -157,7 +175,7 @@ def _reviewed(run: _Run, work: str, files: list[Produced], *, plan, summary: str
         "review",
         [
             _system(run, "You review a deliverable against its task. Answer with a JSON verdict."),
-            {"role": "user", "content": f"{_brief(run)}\nDeliverable:\n{work}"},
+            {"role": "user", "content": f"{run.brief}\nDeliverable:\n{work}"},
         ],
         VERDICT_SCHEMA,
     ).data

@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.core.files.base import ContentFile
 
 from agency.models import AgentProfile, Attempt, Deliverable, Experience, ModelCall, Task, TrainingExample
 from agency.pipeline import task_work_run
@@ -164,3 +165,28 @@ def test_a_model_that_never_answers_exhausts_the_attempts(fake_openai, llm_profi
     errors = set(Attempt.objects.filter(task=task).values_list("error_class", flat=True))
     assert errors == {"GatewayUnavailable"} and Attempt.objects.filter(task=task).count() == 3
     assert Escalation.objects.get(task=task).reason == Escalation.Reason.ATTEMPTS_EXHAUSTED
+
+
+def test_the_plan_request_describes_the_catalogue_and_the_table(fake_openai, llm_profile):
+    from agency.agents.operations import ARGS_SCHEMAS
+
+    fake_openai.then(*_answers(BY_REGION, "North sells most.", APPROVED))
+    task_work_run(task_id=paid_task().pk, worker="w1")
+    system, user = fake_openai.requests[0]["json"]["messages"]
+    assert all(f'"{op}"' in system["content"] for op in ARGS_SCHEMAS)
+    assert "revenue_usd" in user["content"] and "Summarise sales by region" in user["content"]
+    assert fake_openai.requests[0]["json"]["response_format"]["json_schema"]["schema"]["required"] == [
+        "steps", "narrative_focus"]  # fmt: skip
+
+
+def test_a_long_document_goes_to_the_model_cut_to_its_limit(fake_openai, llm_profile):
+    from agency.agents import llm
+
+    outline = {"approach": "Read it.", "outline": ["All"]}
+    fake_openai.then(*_answers(outline, "Done.", APPROVED))
+    task = paid_task("legal", "consulting_agreement.txt", title="Review a contract")
+    task.input_file.save("long.txt", ContentFile(b"x" * (llm.DOCUMENT_CHARS_MAX + 500)), save=True)
+    task_work_run(task_id=task.pk, worker="w1")
+    sent = fake_openai.requests[1]["json"]["messages"][-1]["content"]
+    assert "x" * llm.DOCUMENT_CHARS_MAX in sent and "x" * (llm.DOCUMENT_CHARS_MAX + 1) not in sent
+    assert "the rest of the document is left out" in sent
