@@ -231,3 +231,21 @@ def test_a_task_escalated_by_someone_else_while_its_agent_works_keeps_nothing_of
     task.refresh_from_db()
     assert task.status == S.ESCALATED
     assert not Deliverable.objects.filter(task=task).exists()
+
+
+def test_process_tasks_works_the_waiting_tasks_oldest_first_within_its_limit():
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    first, second = paid_task(), paid_task()
+    out = StringIO()
+    call_command("process_tasks", "--limit", "1", stdout=out)
+    assert f"Task #{first.pk}: completed" in out.getvalue()
+    assert "Worked 1 task: 1 completed." in out.getvalue()
+    assert Task.objects.get(pk=second.pk).status == S.PAID
+    out = StringIO()
+    call_command("process_tasks", stdout=out)
+    assert "Tasks to work: 1." in out.getvalue() and Task.objects.get(pk=second.pk).status == S.COMPLETED
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("process_tasks", "--limit", "0")
