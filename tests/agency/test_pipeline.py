@@ -249,3 +249,55 @@ def test_process_tasks_works_the_waiting_tasks_oldest_first_within_its_limit():
     assert "Tasks to work: 1." in out.getvalue() and Task.objects.get(pk=second.pk).status == S.COMPLETED
     with pytest.raises(CommandError, match="at least 1"):
         call_command("process_tasks", "--limit", "0")
+
+
+def test_a_profiles_retry_budget_caps_its_attempts(fake_openai, fast_gateway):
+    from tests.agency.fake_openai import ok
+    from tests.agency.gateway_setup import deployment_at, route_of
+
+    AgentProfile.objects.create(name="llm", kind="llm", route=route_of(deployment_at(fake_openai.url)), priority=1,
+                                retry_budget=2)  # fmt: skip
+    fake_openai.default = ok('{"approved": false, "score": 1, "issues": ["no"]}')  # every answer a rejection
+    fake_openai.then(ok('{"approach": "a", "outline": ["b"]}'), ok("Draft."))
+    fake_openai.then(ok('{"approved": false, "score": 1, "issues": ["no"]}'))
+    fake_openai.then(ok('{"approach": "a", "outline": ["b"]}'), ok("Draft."))
+    task = paid_task("legal", "consulting_agreement.txt")
+    assert task_work_run(task_id=task.pk, worker="w1") == "escalated"
+    assert Attempt.objects.filter(task=task).count() == 2  # not TASK_MAX_ATTEMPTS (3)
+    assert Escalation.objects.get(task=task).reason == Escalation.Reason.ATTEMPTS_EXHAUSTED
+
+
+def test_a_failed_task_records_why_on_itself_and_its_event_only(tmp_path):
+    held = task_claim(task_id=paid_task().pk, worker="w1")  # another task of the same worker name
+    task = paid_task()
+    task.input_file.save("broken.csv", _bytes(b'a,b\n"unterminated,1\n'), save=True)
+    Task.objects.filter(pk=task.pk).update(input_name="broken.csv")
+    assert task_work_run(task_id=task.pk, worker="w1") == "failed"
+    task.refresh_from_db()
+    assert "not a CSV, XLSX or JSON table" in task.last_error
+    assert task.last_error[:100] in task.events.get(to_status="failed").reason
+    assert Task.objects.get(pk=held.pk).last_error == ""
+
+
+def test_only_waiting_tasks_are_workable_paid_ones_oldest_payment_first():
+    from agency.pipeline import tasks_workable
+
+    later, earlier, live, dropped = paid_task(), paid_task(), paid_task(), paid_task()
+    now = timezone.now()
+    Task.objects.filter(pk=later.pk).update(paid_at=now - timedelta(seconds=10))
+    Task.objects.filter(pk=earlier.pk).update(paid_at=now - timedelta(seconds=20))
+    task_claim(task_id=live.pk, worker="alive")
+    task_claim(task_id=dropped.pk, worker="dead")
+    Task.objects.filter(pk=dropped.pk).update(lease_until=now - timedelta(seconds=1))
+    assert tasks_workable() == [earlier.pk, later.pk, dropped.pk]
+    assert tasks_workable(limit=2) == [earlier.pk, later.pk]
+    assert tasks_workable(paid_after_seconds=15) == [earlier.pk, dropped.pk]
+    # Seen from an hour later, the live lease has run out too.
+    assert tasks_workable(now=now + timedelta(hours=1)) == [earlier.pk, later.pk, live.pk, dropped.pk]
+
+
+def test_the_requeue_step_judges_leases_at_the_time_it_is_given(settings):
+    settings.TASK_REQUEUE_PAID_AFTER_SECONDS = 3600
+    task_claim(task_id=paid_task().pk, worker="alive")
+    assert tasks_requeue() == {"requeued": 0}
+    assert tasks_requeue(now=timezone.now() + timedelta(seconds=settings.TASK_LEASE_SECONDS + 1)) == {"requeued": 1}
