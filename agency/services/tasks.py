@@ -63,6 +63,10 @@ def task_transition(*, task: Task, to: str, actor: str, reason: str = "", holder
             claimed = claimed.filter(lease_owner=holder)
         if not claimed.update(**changes):
             actual = Task.objects.filter(pk=task.pk).values_list("status", flat=True).first()
+            if actual == current:  # only the lease differed
+                raise InvalidTransition(
+                    f"Another worker holds the task now; {holder} cannot move it.", existing_id=task.pk
+                )
             raise InvalidTransition(
                 f"The task is {actual} now, not {current}; it cannot become {to}.", existing_id=task.pk
             )

@@ -121,8 +121,8 @@ def test_it_takes_over_a_task_whose_lease_ran_out():
     assert task_claim(task_id=task.pk, worker="w3") is None  # w2's lease is live
     with pytest.raises(LeaseLost):
         lease_renew(task=task, worker="w1")
-    with pytest.raises(InvalidTransition):  # the old worker moves nothing
-        task_transition(task=task, to=S.REVIEWING, actor="test", holder="w1")
+    with pytest.raises(InvalidTransition, match="Another worker holds the task now; w1 cannot move it"):
+        task_transition(task=task, to=S.REVIEWING, actor="test", holder="w1")  # the old worker moves nothing
 
 
 def test_the_taker_over_finishes_the_task_once_with_a_new_attempt():
@@ -301,3 +301,39 @@ def test_the_requeue_step_judges_leases_at_the_time_it_is_given(settings):
     task_claim(task_id=paid_task().pk, worker="alive")
     assert tasks_requeue() == {"requeued": 0}
     assert tasks_requeue(now=timezone.now() + timedelta(seconds=settings.TASK_LEASE_SECONDS + 1)) == {"requeued": 1}
+
+
+def test_a_completion_whose_lease_ran_out_while_storing_keeps_no_file(monkeypatch, media_root):
+    from agency import pipeline
+
+    task = paid_task()
+    real_add = pipeline.deliverable_add
+
+    def slow_storage(**kwargs):
+        stored = real_add(**kwargs)
+        if Task.objects.filter(pk=task.pk, lease_owner="w1").exists():  # the first file took too long
+            Task.objects.filter(pk=task.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+            assert task_claim(task_id=task.pk, worker="w2") is not None
+        return stored
+
+    monkeypatch.setattr(pipeline, "deliverable_add", slow_storage)
+    assert task_work_run(task_id=task.pk, worker="w1") == "lease lost"
+    # (The takeover ran on this test's one connection, inside the completion's transaction, and
+    # rolled back with it; what matters is that the completion was refused.)
+    assert Task.objects.get(pk=task.pk).status == S.REVIEWING
+    assert not Deliverable.objects.exists()
+    assert not any(path.is_file() for path in (media_root / "private").rglob("*") if "deliverables" in path.parts)
+
+
+def test_the_completion_event_names_the_attempt_and_its_profile():
+    task = paid_task()
+    task_work_run(task_id=task.pk, worker="w1")
+    assert task.events.get(to_status="completed").reason == "attempt 1 by baseline approved"
+
+
+def test_an_escalation_frees_only_its_own_tasks_lease():
+    held = task_claim(task_id=paid_task().pk, worker="w1")
+    task = paid_task("legal", "consulting_agreement.txt")
+    assert task_work_run(task_id=task.pk, worker="w1") == "escalated"
+    assert Task.objects.get(pk=task.pk).lease_owner == ""
+    assert Task.objects.get(pk=held.pk).lease_owner == "w1"
