@@ -14,6 +14,11 @@
 # reason; it counts as neither killed nor survived, so the score is reproducible. Survivors are
 # listed above the summary. With MUTATION_KEEP=1 the scratch folder is kept (its path is printed),
 # and `../.venv/bin/mutmut show NAME` there shows one survivor's diff. Not part of CI.
+#
+# MUTATION_TESTS="tests/agency/test_tasks.py tests/agency/test_state_machine.py" limits the tests
+# mutmut may pick from (default: all of tests/). A function that nearly every test reaches (such as
+# task_transition) then takes minutes instead of hours; the score it gives is a lower bound, since a
+# left-out test could only have killed more mutants.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MUTMUT="$ROOT/.venv/bin/mutmut"
@@ -31,12 +36,14 @@ else
 fi
 tar -C "$ROOT" --exclude=./.venv --exclude=./.git --exclude=./mutants --exclude='*.sqlite3' -cf - . | tar -C "$scratch" -xf -
 quoted=$(printf '"%s", ' "$@")
+read -r -a tests <<<"${MUTATION_TESTS:-tests/}"
+tests_quoted=$(printf '"%s", ' "${tests[@]}")
 cat >>"$scratch/pyproject.toml" <<TOML
 
 [tool.mutmut]
 source_paths = [${quoted%, }]
 also_copy = ["agency", "tracing", "escalations", "bids", "arena", "templates", "manage.py", "tests"]
-pytest_add_cli_args_test_selection = ["tests/"]
+pytest_add_cli_args_test_selection = [${tests_quoted%, }]
 # Log calls are not mutated: what a log line says is read by people, and tests of log text are not
 # the tests we want (docs/testing.md).
 do_not_mutate_patterns = ['^\\s*logger\\.(debug|info|warning|error|exception|log)\\(']
