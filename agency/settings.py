@@ -367,6 +367,21 @@ TASK_REQUEUE_PAID_AFTER_SECONDS = env_int("TASK_REQUEUE_PAID_AFTER_SECONDS", 120
 # Where high-value tasks go instead of a single agent: a function's dotted path, filled in by the
 # arena (empty: the single-agent path for every task).
 PIPELINE_ARENA_HOOK = env.str("PIPELINE_ARENA_HOOK", default="")
+# Marketplaces and bids (docs/bids.md). Proposed amounts stay within the posting's budget and within
+# [BID_MIN_CENTS, BID_MAX_CENTS]; a bid is sent without an operator only where the marketplace takes
+# API bids and the expected profit and the confidence reach the thresholds. A bid left `submitting`
+# (its sender crashed or timed out) is sent again by reconciliation once the grace period has passed
+# and the marketplace does not list it.
+BID_MIN_CENTS = env_int("BID_MIN_CENTS", 3000, minimum=1)
+BID_MAX_CENTS = env_int("BID_MAX_CENTS", 50000, minimum=1)
+if BID_MIN_CENTS > BID_MAX_CENTS:
+    raise ImproperlyConfigured("BID_MIN_CENTS must not exceed BID_MAX_CENTS")
+BID_AUTO_MIN_PROFIT_CENTS = env_int("BID_AUTO_MIN_PROFIT_CENTS", 2000)
+BID_AUTO_MIN_CONFIDENCE = env.float("BID_AUTO_MIN_CONFIDENCE", default=0.7)
+BID_RESUBMIT_GRACE_SECONDS = env_int("BID_RESUBMIT_GRACE_SECONDS", 300, minimum=1)
+MARKETPLACE_HTTP_TIMEOUT_SECONDS = env.float("MARKETPLACE_HTTP_TIMEOUT_SECONDS", default=15.0)
+MARKETPLACE_BREAKER_FAILURES = env_int("MARKETPLACE_BREAKER_FAILURES", 5, minimum=1)
+MARKETPLACE_BREAKER_COOLDOWN_SECONDS = env_int("MARKETPLACE_BREAKER_COOLDOWN_SECONDS", 300, minimum=1)
 # Largest task input accepted (bytes); larger answers 413.
 TASK_INPUT_MAX_BYTES = env_int("TASK_INPUT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 # Largest API request body, JSON or multipart alike (default: a task input plus 1 MiB of fields);
