@@ -28,6 +28,8 @@ from agency.services.payments import checkout_abandoned_cancel
 logger = structlog.get_logger(__name__)
 
 CYCLE_STEPS: list[str] = [
+    "bids.services.postings.marketplaces_scan",
+    "bids.services.bids.bids_reconcile_all",
     "agency.pipeline.tasks_requeue",
     "escalations.services.notifications_relay",
     "agency.services.delivery.client_emails_relay",

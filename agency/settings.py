@@ -379,6 +379,8 @@ if BID_MIN_CENTS > BID_MAX_CENTS:
 BID_AUTO_MIN_PROFIT_CENTS = env_int("BID_AUTO_MIN_PROFIT_CENTS", 2000)
 BID_AUTO_MIN_CONFIDENCE = env.float("BID_AUTO_MIN_CONFIDENCE", default=0.7)
 BID_RESUBMIT_GRACE_SECONDS = env_int("BID_RESUBMIT_GRACE_SECONDS", 300, minimum=1)
+# Tokens (in, out) of one model call, for the expected cost of a task's plan, work and review.
+BID_EXPECTED_TOKENS = (env_int("BID_EXPECTED_TOKENS_IN", 6000), env_int("BID_EXPECTED_TOKENS_OUT", 1500))
 MARKETPLACE_HTTP_TIMEOUT_SECONDS = env.float("MARKETPLACE_HTTP_TIMEOUT_SECONDS", default=15.0)
 MARKETPLACE_BREAKER_FAILURES = env_int("MARKETPLACE_BREAKER_FAILURES", 5, minimum=1)
 MARKETPLACE_BREAKER_COOLDOWN_SECONDS = env_int("MARKETPLACE_BREAKER_COOLDOWN_SECONDS", 300, minimum=1)
@@ -483,6 +485,8 @@ CYCLE_RUN_TIMEOUT_SECONDS = env_int("CYCLE_RUN_TIMEOUT_SECONDS", 3600, minimum=6
 # apps add their entries here.
 CELERY_BEAT_SCHEDULE: dict = {
     "agency-cycle": {"task": "agency.cycle", "schedule": float(AGENCY_CYCLE_INTERVAL_SECONDS)},
+    # Each marketplace has its own scan interval; this checks every minute which ones are due.
+    "marketplaces-scan": {"task": "bids.marketplaces_scan", "schedule": 60.0},
     "notifications-relay": {
         "task": "escalations.notifications_relay",
         "schedule": float(NOTIFY_RELAY_INTERVAL_SECONDS),

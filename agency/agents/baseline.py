@@ -31,3 +31,17 @@ def baseline_work(*, profile: AgentProfile, task: Task, attempt: Attempt) -> Age
         summary=report.summary,
         verdict={"approved": True, "by": "baseline checks: the figures are computed, not written"},
     )
+
+
+def proposal_from_template(*, title: str, domain_name: str, skills: list[str], amount_cents: int, currency: str) -> str:
+    """A bid proposal written without a model: what we will deliver, for how much, and how."""
+    matched = ", ".join(skills[:4]) if skills else domain_name.lower()
+    return (
+        f'Hello, and thank you for posting "{title.strip()}".\n\n'
+        f"We are a small {domain_name.lower()} team ({matched}). We would deliver the finished work as "
+        f"files you can open directly, with a short note on what we did and what we found, and we "
+        f"check every figure before it goes out.\n\n"
+        f"Our fixed price is {amount_cents / 100:,.2f} {currency}, everything included. If any part of "
+        f"the brief is unclear we will ask in the first hour rather than guess.\n\n"
+        f"Kind regards,\nThe Agency"
+    )

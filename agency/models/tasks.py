@@ -77,6 +77,9 @@ class Domain(models.Model):
     base_rate_cents = models.PositiveIntegerField(help_text="Price of a simple, standard task, in cents.")
     currency = models.CharField(max_length=3, default="USD")
     active = models.BooleanField(default=True)
+    skills = models.JSONField(
+        default=list, blank=True, help_text="Marketplace skills this domain covers, lower-case (bid evaluation)."
+    )
 
     class Meta:
         ordering = ["slug"]

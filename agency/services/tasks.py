@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import structlog
 from celery import current_app
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, TextField, Value, When
 from django.db.models.functions import Concat
@@ -203,6 +204,36 @@ def _task_insert_new(*, order: TaskOrder, payment: str, actor: str, quote, work_
         if payment == Task.Payment.PREPAID:
             task_transition(task=task, to=S.PAID, actor=actor, reason="prepaid by a trusted integration")
     return task
+
+
+def task_create_marketplace(
+    *, domain: Domain, title: str, description: str, price_cents: int, currency: str, actor: str, work_key: uuid.UUID
+) -> Task:
+    """A task won on a marketplace: already paid (the marketplace holds the money) and without a client
+    of ours. `work_key` names it (the bid's idempotency key), so a win reported twice, or by two
+    processes at once, makes one task."""
+    existing = Task.objects.filter(checkout_key=work_key).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            task = Task.objects.create(
+                source=Task.Source.MARKETPLACE,
+                payment=Task.Payment.MARKETPLACE,
+                domain=domain,
+                title=title[:200],
+                description=description,
+                complexity=Task.Complexity.MEDIUM,
+                base_price_cents=price_cents,
+                price_cents=price_cents,
+                currency=currency,
+                is_high_value=price_cents >= settings.HIGH_VALUE_THRESHOLD_CENTS,
+                checkout_key=work_key,
+            )
+            TaskEvent.objects.create(task=task, from_status="", to_status=task.status, actor=actor, reason="bid won")
+            return task_transition(task=task, to=S.PAID, actor=actor, reason="escrowed by the marketplace")
+    except IntegrityError:  # made concurrently: the unique key is the guarantee
+        return Task.objects.get(checkout_key=work_key)
 
 
 def task_flag(*, task: Task, note: str, actor: str) -> None:

@@ -6,7 +6,9 @@ names the list in a JSON document (default: the document itself when it is a lis
 """
 
 import json
+import time
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import feedparser
@@ -46,7 +48,7 @@ XML_FIELDS = {
     "budget_max": "budget_max",
     "currency": "currency",
     "skills": "tags.term",
-    "posted_at": "published",
+    "posted_at": "published_parsed",
 }
 
 
@@ -56,8 +58,8 @@ class FeedAdapter(Adapter):
         if content.lstrip()[:1] in (b"{", b"["):
             return [self._posting(item, JSON_FIELDS) for item in self._json_items(content)]
         parsed = feedparser.parse(content)
-        if parsed.bozo and not parsed.entries:
-            raise MarketplaceError(f"{self.marketplace.slug}: not a JSON, RSS or Atom feed ({parsed.bozo_exception}).")
+        if not parsed.get("version"):  # feedparser names the format it recognised, if any
+            raise MarketplaceError(f"{self.marketplace.slug}: this is not a JSON, RSS or Atom feed.")
         return [self._posting(dict(entry), XML_FIELDS) for entry in parsed.entries]
 
     @read_retrying
@@ -129,12 +131,15 @@ def _skills(value) -> tuple[str, ...]:
 
 
 def _when(value) -> datetime | None:
-    if isinstance(value, str):
-        parsed = parse_datetime(value)
-        if parsed is None:
-            struct = feedparser._parse_date(value)  # RFC 822 dates of RSS
-            parsed = datetime(*struct[:6], tzinfo=UTC) if struct else None
-        if parsed is not None and parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed
-    return None
+    """ISO 8601 (JSON feeds, Atom), RFC 822 (RSS) or feedparser's parsed UTC time."""
+    if isinstance(value, time.struct_time):
+        return datetime(*value[:6], tzinfo=UTC)
+    if not isinstance(value, str):
+        return None
+    parsed = parse_datetime(value.strip())
+    if parsed is None:
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

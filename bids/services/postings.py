@@ -1,0 +1,168 @@
+"""Scanning a marketplace: postings stored once, new ones evaluated, bids made by the approval policy.
+
+`posting_upsert_many` is one `INSERT … ON CONFLICT (marketplace, external_id) DO UPDATE SET
+last_seen_at` per batch (MariaDB: `ON DUPLICATE KEY UPDATE`): a posting seen again is touched, never
+duplicated, whichever scanner sees it first. Evaluation claims each pending posting by
+compare-and-set on its decision, so concurrent scans evaluate a posting once.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agency.models import Domain
+from bids.marketplaces import adapter_for
+from bids.marketplaces.base import FoundPosting, MarketplaceError, call_guarded
+from bids.models import Bid, Marketplace, Posting
+from bids.services.bids import BidExists, bid_create, bid_send_enqueue
+from bids.services.evaluation import auto_submit_allowed, posting_evaluation
+
+logger = structlog.get_logger(__name__)
+BATCH = 1000
+
+
+@dataclass
+class ScanResult:
+    found: int = 0
+    new: int = 0
+    evaluated: int = 0
+    bids: int = 0
+
+
+def posting_upsert_many(*, marketplace: Marketplace, found: list[FoundPosting], now: datetime | None = None) -> int:
+    """Store what a scan found; returns how many postings were new."""
+    now = now or timezone.now()
+    unique = {posting.external_id: posting for posting in found}  # a feed may list one job twice
+    rows = [
+        Posting(
+            marketplace=marketplace,
+            external_id=posting.external_id,
+            title=posting.title,
+            description=posting.description,
+            url=posting.url,
+            budget_min_cents=posting.budget_min_cents,
+            budget_max_cents=posting.budget_max_cents,
+            currency=posting.currency,
+            skills=list(posting.skills),
+            posted_at=posting.posted_at,
+            first_seen_at=now,
+            last_seen_at=now,
+            raw=posting.raw,
+        )
+        for posting in unique.values()
+    ]
+    # MariaDB's ON DUPLICATE KEY takes no target: any unique key (here only this one) decides.
+    target = ["marketplace", "external_id"] if connection.features.supports_update_conflicts_with_target else None
+    Posting.objects.bulk_create(
+        rows,
+        batch_size=BATCH,
+        update_conflicts=True,
+        unique_fields=target,
+        update_fields=["last_seen_at"],
+    )
+    # The rows this scan inserted carry its own timestamp (a concurrent scan's differs).
+    new = Posting.objects.filter(marketplace=marketplace, decision=Posting.Decision.PENDING, first_seen_at=now).count()
+    Marketplace.objects.filter(pk=marketplace.pk).update(postings_seen=F("postings_seen") + new, last_scan_at=now)
+    return new
+
+
+def postings_evaluate(*, marketplace: Marketplace, actor: str, limit: int = 5000, on_posting=None) -> tuple[int, int]:
+    """Evaluate the marketplace's pending postings and make the bids the policy allows.
+    Returns (evaluated, bids made)."""
+    domains = list(Domain.objects.filter(active=True))
+    pending = Posting.objects.filter(marketplace=marketplace, decision=Posting.Decision.PENDING).order_by("pk")
+    evaluated = bids = 0
+    for posting in pending.select_related("marketplace")[:limit]:
+        if on_posting is not None:
+            on_posting(posting)
+        evaluation = posting_evaluation(posting=posting, domains=domains)
+        with transaction.atomic():
+            claimed = Posting.objects.filter(pk=posting.pk, decision=Posting.Decision.PENDING).update(
+                decision=evaluation.decision,
+                reasons=evaluation.reasons,
+                domain=evaluation.domain,
+                proposed_cents=evaluation.proposed_cents,
+                expected_cost_cents=evaluation.expected_cost_cents,
+                expected_profit_cents=evaluation.expected_profit_cents,
+                confidence=evaluation.confidence,
+                evaluated_at=timezone.now(),
+            )
+            if not claimed:
+                continue  # another scan evaluated it
+            evaluated += 1
+            if evaluation.decision != Posting.Decision.BID:
+                continue
+            posting.domain, posting.proposed_cents = evaluation.domain, evaluation.proposed_cents
+            bids += _bid_by_policy(posting, auto=auto_submit_allowed(marketplace=marketplace, evaluation=evaluation),
+                                   actor=actor)  # fmt: skip
+    return evaluated, bids
+
+
+def _bid_by_policy(posting: Posting, *, auto: bool, actor: str) -> int:
+    """Training mode and auto-submit make an approved bid (sent after commit: simulated or placed);
+    otherwise a draft waits for an operator."""
+    training = posting.marketplace.training_mode
+    status = Bid.Status.APPROVED if (auto or training) else Bid.Status.DRAFT
+    try:
+        bid = bid_create(posting=posting, actor=actor, status=status)
+    except BidExists:
+        return 0
+    if status == Bid.Status.APPROVED:
+        transaction.on_commit(lambda: bid_send_enqueue(bid.pk))
+    return 1
+
+
+def marketplace_scan(*, marketplace: Marketplace, actor: str = "scan", on_posting=None) -> ScanResult:
+    """Search the marketplace, store what it lists, evaluate the new postings, bid where the policy says."""
+    found = call_guarded(marketplace, adapter_for(marketplace).search)
+    result = ScanResult(found=len(found))
+    result.new = posting_upsert_many(marketplace=marketplace, found=found)
+    result.evaluated, result.bids = postings_evaluate(marketplace=marketplace, actor=actor, on_posting=on_posting)
+    logger.info("marketplace_scanned", marketplace=marketplace.slug, **result.__dict__)
+    return result
+
+
+def marketplaces_due(*, now: datetime | None = None) -> list[Marketplace]:
+    """Active marketplaces whose scan interval has passed since their last scan."""
+    now = now or timezone.now()
+    due = []
+    for marketplace in Marketplace.objects.filter(active=True).order_by("slug"):
+        last = marketplace.last_scan_at
+        if last is None or (now - last).total_seconds() >= marketplace.scan_interval_seconds:
+            due.append(marketplace)
+    return due
+
+
+def marketplace_scan_claim(*, marketplace: Marketplace, now: datetime | None = None) -> bool:
+    """Take this round's scan of the marketplace (compare-and-set on its last scan time), so two
+    cycles or beat and a command running at once scan it once."""
+    now = now or timezone.now()
+    seen = Marketplace.objects.filter(pk=marketplace.pk, last_scan_at=marketplace.last_scan_at)
+    return bool(seen.update(last_scan_at=now))
+
+
+def marketplaces_scan(*, slugs: list[str] | None = None, force: bool = False, on_posting=None) -> dict:
+    """The cycle's scan step: every due marketplace (every active one with `force`, the named ones with
+    `slugs`), each round claimed first. One that fails is reported and the others are still scanned."""
+    summary: dict = {"scanned": 0, "new": 0, "evaluated": 0, "bids": 0, "failed": [], "skipped": []}
+    if slugs:
+        candidates = list(Marketplace.objects.filter(slug__in=slugs).order_by("slug"))
+    else:
+        candidates = Marketplace.objects.filter(active=True).order_by("slug") if force else marketplaces_due()
+    for marketplace in candidates:
+        if not marketplace_scan_claim(marketplace=marketplace):
+            summary["skipped"].append(marketplace.slug)  # another scan took this round
+            continue
+        try:
+            result = marketplace_scan(marketplace=marketplace, on_posting=on_posting)
+        except MarketplaceError as exc:
+            summary["failed"].append(f"{marketplace.slug}: {exc}")
+            continue
+        summary["scanned"] += 1
+        for key in ("new", "evaluated", "bids"):
+            summary[key] += getattr(result, key)
+    return summary
