@@ -165,9 +165,7 @@ def breaker_check(marketplace: Marketplace, *, now: datetime | None = None) -> N
     now = now or timezone.now()
     open_until = Marketplace.objects.filter(pk=marketplace.pk).values_list("open_until", flat=True).first()
     if open_until and open_until > now:
-        raise MarketplaceError(
-            f"{marketplace.slug} is paused until {open_until:%H:%M:%S} after failures.", transient=True
-        )
+        raise MarketplaceError(f"Paused until {open_until:%H:%M:%S} after failures in a row.", transient=True)
 
 
 def breaker_record(marketplace: Marketplace, *, ok: bool, now: datetime | None = None) -> None:
@@ -189,7 +187,7 @@ def call_guarded(marketplace: Marketplace, call, *args, **kwargs):
         result = call(*args, **kwargs)
     except httpx.TransportError as exc:
         breaker_record(marketplace, ok=False)
-        raise MarketplaceError(f"{marketplace.slug}: {type(exc).__name__}: {exc}", transient=True) from exc
+        raise MarketplaceError(f"{type(exc).__name__}: {exc}", transient=True) from exc
     except MarketplaceError as exc:
         if exc.transient:
             breaker_record(marketplace, ok=False)

@@ -59,7 +59,7 @@ class FeedAdapter(Adapter):
             return [self._posting(item, JSON_FIELDS) for item in self._json_items(content)]
         parsed = feedparser.parse(content)
         if not parsed.get("version"):  # feedparser names the format it recognised, if any
-            raise MarketplaceError(f"{self.marketplace.slug}: this is not a JSON, RSS or Atom feed.")
+            raise MarketplaceError("This is not a JSON, RSS or Atom feed.")
         return [self._posting(dict(entry), XML_FIELDS) for entry in parsed.entries]
 
     @read_retrying
@@ -69,22 +69,22 @@ class FeedAdapter(Adapter):
             return response_checked(http_client().get(source), f"{self.marketplace.slug} feed").content
         path = (settings.BASE_DIR / source).resolve()
         if not path.is_relative_to(Path(settings.BASE_DIR).resolve()):
-            raise MarketplaceError(f"{self.marketplace.slug}: a feed file must be inside the project folder.")
+            raise MarketplaceError("A feed file must be inside the project folder.")
         try:
             return path.read_bytes()
         except OSError as exc:
-            raise MarketplaceError(f"{self.marketplace.slug}: cannot read the feed file: {exc}") from exc
+            raise MarketplaceError(f"Cannot read the feed file: {exc}") from exc
 
     def _json_items(self, content: bytes) -> list[dict]:
         try:
             document = json.loads(content)
         except ValueError as exc:
-            raise MarketplaceError(f"{self.marketplace.slug}: the feed is not valid JSON: {exc}") from exc
+            raise MarketplaceError(f"The feed is not valid JSON: {exc}") from exc
         items = (
             document if isinstance(document, list) else _dig(document, self.marketplace.search.get("items", "items"))
         )
         if not isinstance(items, list):
-            raise MarketplaceError(f"{self.marketplace.slug}: the feed has no list of items.")
+            raise MarketplaceError("The feed has no list of items.")
         return [item for item in items if isinstance(item, dict)]
 
     def _posting(self, item: dict, defaults: dict[str, str]) -> FoundPosting:

@@ -148,8 +148,6 @@ def bid_send_enqueue(bid_id: int) -> None:
 def bid_send(*, bid_id: int, actor: str) -> Bid:
     """Send an approved bid: `simulated` in training mode, left `approved` for an operator where the
     marketplace takes no API bids, else claimed and sent (see the module's docstring)."""
-    if connection.in_atomic_block:
-        raise RuntimeError("bid_send calls the marketplace: call it outside any transaction.")
     bid = Bid.objects.select_related("marketplace", "posting").get(pk=bid_id)
     if bid.status != S.APPROVED:
         return bid  # sent, settled or withdrawn meanwhile
@@ -158,6 +156,8 @@ def bid_send(*, bid_id: int, actor: str) -> Bid:
         return bid_transition(bid=bid, to=S.SIMULATED, actor=actor, detail="Training mode: nothing was sent.")
     if not marketplace.takes_api_bids:
         return bid  # an operator submits it by hand and marks it submitted
+    if connection.in_atomic_block:  # the claim must be committed before the request leaves
+        raise RuntimeError("bid_send calls the marketplace: call it outside any transaction.")
     token = uuid.uuid4()
     try:
         bid_transition(

@@ -174,7 +174,7 @@ def test_it_stops_calling_a_marketplace_after_failures_in_a_row(fast_marketplace
             with pytest.raises(MarketplaceError):
                 call_guarded(marketplace, adapter_for(marketplace).search)
         asked = len(server.requests)
-        with pytest.raises(MarketplaceError, match="paused"):
+        with pytest.raises(MarketplaceError, match="Paused until"):
             call_guarded(marketplace, adapter_for(marketplace).search)
     assert asked == 9
     assert len(server.requests) == asked  # the open breaker sent nothing
