@@ -1,9 +1,9 @@
-"""A loopback stand-in for Freelancer.com's REST API v0.1.
+"""Loopback stand-ins for Freelancer.com's REST API v0.1 and Upwork's GraphQL job search.
 
-It is a real HTTP server on 127.0.0.1 (HTTP/1.1 keep-alive; each answer goes out as one write with
-Nagle's algorithm off, see tests/agency/fake_openai.py for why), usable as a context manager. It
-records every request, refuses one without the right token with a 401 JSON error, and answers in the
-marketplace's wire format; `replies` keeps what it answered.
+Both are real HTTP servers on 127.0.0.1 (HTTP/1.1 keep-alive; each answer goes out as one write with
+Nagle's algorithm off, see tests/agency/fake_openai.py for why), usable as context managers. They
+record every request, refuse one without the right token with a 401 JSON error, and answer in the
+marketplace's wire format; `replies` keeps what they answered.
 
 `FakeFreelancer` keeps state behind a lock: projects (`project_add`), bids (`bids`, by id; each
 names its bidder) and every placement body it received (`placements`, refused ones included). Like
@@ -25,6 +25,7 @@ closed without an answer; `garble_after_record`: a placement is recorded, then a
 an HTML page (a proxy's, say) instead of JSON.
 """
 
+import base64
 import json
 import socket
 import threading
@@ -36,6 +37,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 FREELANCER_TOKEN = "freelancer-test-token"
+UPWORK_TOKEN = "upwork-test-token"
 DUPLICATE_BID = "ProjectExceptionCodes.DUPLICATE_BID"
 NOT_AUTHENTICATED = "AuthExceptionCodes.NOT_AUTHENTICATED"
 
@@ -366,3 +368,95 @@ def _bid_refusal(body: dict) -> str:
     if not 0 <= body.get("milestone_percentage", 100) <= 100:
         return "milestone_percentage must be between 0 and 100."
     return ""
+
+
+# --- Upwork ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeUpworkJob:
+    """One job posting as Upwork's `marketplaceJobPostingsSearch` node shows it."""
+
+    id: str
+    title: str = "A job"
+    description: str = "Some work to do."
+    ciphertext: str = ""
+    amount: str = "0.0"  # fixed price in dollars; "0.0" for hourly jobs
+    currency: str = "USD"
+    hourly_min: str | None = None
+    hourly_max: str | None = None
+    skills: tuple[str, ...] = ()
+    created: str = "2026-01-01T00:00:00.000Z"
+
+    def node(self) -> dict:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "ciphertext": self.ciphertext or f"~01{self.id}",
+            "amount": {"rawValue": self.amount, "currency": self.currency, "displayValue": f"${self.amount}"},
+            "hourlyBudgetMin": {"rawValue": self.hourly_min} if self.hourly_min is not None else None,
+            "hourlyBudgetMax": {"rawValue": self.hourly_max} if self.hourly_max is not None else None,
+            "skills": [{"name": name} for name in self.skills],
+            "createdDateTime": self.created,
+        }
+
+
+class FakeUpwork(LoopbackServer):
+    """`POST /graphql` answering `marketplaceJobPostingsSearch` a page at a time, with opaque cursors.
+
+    `graphql_errors(message)` makes the next search answer HTTP 200 with `errors`, as GraphQL does.
+    """
+
+    def __init__(self, token: str = UPWORK_TOKEN):
+        self.token = token
+        self.jobs: list[FakeUpworkJob] = []
+        self._errors: list[str] = []
+        super().__init__()
+
+    def graphql_errors(self, message: str) -> None:
+        with self._lock:
+            self._errors.append(message)
+
+    def error(self, status: int, message: str, code: str = "") -> Reply:
+        return Reply(status, {"errors": [{"message": message, "extensions": {"code": code or str(status)}}]})
+
+    def answer(self, request: Request) -> Reply:
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return self.error(401, "Authentication failed.", "UNAUTHENTICATED")
+        if (request.method, request.path) != ("POST", "/graphql"):
+            return self.error(404, f"No route {request.method} {request.path}.")
+        query = request.json.get("query", "") if isinstance(request.json, dict) else ""
+        if "marketplaceJobPostingsSearch" not in query:
+            return Reply(200, {"data": None, "errors": [{"message": "Unknown or missing query."}]})
+        with self._lock:
+            if self._errors:
+                return Reply(200, {"data": None, "errors": [{"message": self._errors.pop(0)}]})
+            jobs = list(self.jobs)
+        return Reply(200, {"data": {"marketplaceJobPostingsSearch": _upwork_page(jobs, request.json)}})
+
+
+def _upwork_page(jobs: list[FakeUpworkJob], body: dict) -> dict:
+    # The fake cannot parse GraphQL, so it takes the filter from whichever variable holds one.
+    variables = body.get("variables") or {}
+    search = next((v for v in variables.values() if isinstance(v, dict) and "pagination_eq" in v), {})
+    words = str(search.get("searchExpression_eq") or "").lower()
+    pagination = search.get("pagination_eq") or {}
+    start = _cursor_offset(pagination.get("after"))
+    first = int(pagination.get("first") or 10)
+    matching = [job for job in jobs if words in f"{job.title} {job.description}".lower()]
+    page = matching[start : start + first]
+    end = start + len(page)
+    return {
+        "totalCount": len(matching),
+        "edges": [{"node": job.node(), "cursor": _cursor(start + n + 1)} for n, job in enumerate(page)],
+        "pageInfo": {"hasNextPage": end < len(matching), "endCursor": _cursor(end) if page else None},
+    }
+
+
+def _cursor(offset: int) -> str:
+    return base64.b64encode(f"offset:{offset}".encode()).decode()
+
+
+def _cursor_offset(cursor: str | None) -> int:
+    return int(base64.b64decode(cursor).decode().split(":")[1]) if cursor else 0
