@@ -190,7 +190,7 @@ def _place(bid: Bid, token: uuid.UUID, *, actor: str) -> Bid:
 def _place_failed(bid: Bid, token: uuid.UUID, exc: MarketplaceError, *, actor: str) -> Bid:
     """A refusal ends the bid (a new one may be made); anything else waits for reconciliation, since
     the request may have arrived."""
-    refused = not exc.transient and not getattr(exc, "maybe_placed", False)
+    refused = not exc.transient and not getattr(exc, "duplicate_bid", False)  # a duplicate: it did arrive
     if refused:
         with transaction.atomic():
             ended = Bid.objects.filter(pk=bid.pk, status=S.SUBMITTING, claim_token=token)

@@ -17,3 +17,32 @@ def fast_marketplaces(settings):
     settings.MARKETPLACE_BREAKER_FAILURES = 3
     settings.BID_RESUBMIT_GRACE_SECONDS = 60
     return settings
+
+
+FREELANCER_TOKEN_ENV = "MARKETPLACE_FREELANCER_TOKEN"
+
+
+@pytest.fixture
+def freelancer_server():
+    from tests.bids.fake_marketplaces import FakeFreelancer
+
+    with FakeFreelancer() as server:
+        yield server
+
+
+@pytest.fixture
+def freelancer(db, freelancer_server, monkeypatch, domains):
+    """A live (not training) Freelancer marketplace at the loopback server, its token in the environment."""
+    from bids.models import Marketplace
+    from tests.bids.fake_marketplaces import FREELANCER_TOKEN
+
+    monkeypatch.setenv(FREELANCER_TOKEN_ENV, FREELANCER_TOKEN)
+    return Marketplace.objects.create(
+        slug="freelancer",
+        name="Freelancer.com",
+        kind=Marketplace.Kind.FREELANCER,
+        base_url=freelancer_server.url,
+        credential_env=FREELANCER_TOKEN_ENV,
+        training_mode=False,
+        search={"query": "", "limit": 50},
+    )
