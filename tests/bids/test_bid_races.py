@@ -1,0 +1,167 @@
+"""Exactly one remote bid per posting under contention and crashes (PostgreSQL and MariaDB passes)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.db import connections, transaction
+from django.utils import timezone
+
+from bids.models import Bid, BidEvent
+from bids.services.bids import BidExists, bid_create, bid_send, bids_reconcile
+from tests.bids.conftest import FREELANCER_TOKEN_ENV
+from tests.bids.factories import BidFactory, PostingFactory
+from tests.bids.fake_marketplaces import FREELANCER_TOKEN
+from tests.concurrency import run_at_once
+from tests.conftest import database_url
+from tests.processes import ROOT, hung_port, stop, wait_for
+
+pytestmark = [pytest.mark.server_db, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def project_posting(freelancer, freelancer_server):
+    project = freelancer_server.project_add("Sales by region", jobs=("Excel",))
+    return PostingFactory(marketplace=freelancer, external_id=str(project["id"]))
+
+
+def racer_env() -> dict:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        FREELANCER_TOKEN_ENV: FREELANCER_TOKEN,
+        "AGENCY_DOTENV": "false",
+    }
+
+
+def racer(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.bids.bid_racer", *args],
+        cwd=ROOT, env=racer_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+
+
+def bid_on(posting, actor: str) -> str:
+    try:
+        bid_id = bid_create(posting=posting, actor=actor, status=Bid.Status.APPROVED).pk
+    except BidExists as exc:
+        bid_id = exc.existing_id
+    return bid_send(bid_id=bid_id, actor=actor).status
+
+
+def test_sixteen_threads_bidding_on_one_posting_place_one_remote_bid(project_posting, freelancer_server):
+    statuses = run_at_once(16, lambda i: bid_on(project_posting, f"t{i}"))
+    assert len(statuses) == 16
+    assert Bid.objects.count() == 1
+    assert len(freelancer_server.placements) == 1
+    assert Bid.objects.get().status == Bid.Status.SUBMITTED
+    assert BidEvent.objects.filter(kind="claimed").count() == 1
+
+
+def test_eight_processes_bidding_on_one_posting_place_one_remote_bid(project_posting, freelancer_server):
+    start_at = str(time.time() + 3)  # every process imported Django by then
+    processes = [racer(start_at, str(project_posting.pk)) for _ in range(8)]
+    try:
+        outputs = [process.communicate(timeout=90)[0] for process in processes]
+    finally:
+        stop(*processes)
+    assert [process.returncode for process in processes] == [0] * 8
+    lines = [json.loads(line) for output in outputs for line in output.splitlines()]
+    assert len(lines) == 8 and len({line["bid"] for line in lines}) == 1
+    assert Bid.objects.count() == 1
+    assert len(freelancer_server.placements) == 1
+
+
+# --- crash injection: a sender killed at each step, then reconciliation --------------------------
+
+
+def killed(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def after_grace(settings):
+    return timezone.now() + timedelta(seconds=settings.BID_RESUBMIT_GRACE_SECONDS + 1)
+
+
+def test_a_sender_killed_after_its_claim_is_sent_again_once(project_posting, freelancer, freelancer_server, settings):
+    bid = BidFactory(posting=project_posting, status=Bid.Status.APPROVED)
+    real_url = freelancer.base_url
+    with hung_port() as port:  # the request goes nowhere: the marketplace never sees it
+        type(freelancer).objects.filter(pk=freelancer.pk).update(base_url=f"http://127.0.0.1:{port}")
+        sender = racer("send", str(bid.pk))
+        wait_for(lambda: Bid.objects.filter(pk=bid.pk, status=Bid.Status.SUBMITTING).exists(), what="the claim")
+        killed(sender)
+    type(freelancer).objects.filter(pk=freelancer.pk).update(base_url=real_url)
+    freelancer.refresh_from_db()
+    assert bids_reconcile(marketplace=freelancer)["resent"] == 0  # within the grace period
+    assert bids_reconcile(marketplace=freelancer, now=after_grace(settings))["resent"] == 1
+    assert Bid.objects.get(pk=bid.pk).status == Bid.Status.SUBMITTED
+    assert len(freelancer_server.bids) == 1
+
+
+def test_a_sender_killed_during_the_call_is_settled_without_a_second_bid(
+    project_posting, freelancer, freelancer_server, settings
+):
+    bid = BidFactory(posting=project_posting, status=Bid.Status.APPROVED)
+    freelancer_server.hold_bids.set()  # the bid is recorded; the answer waits
+    sender = racer("send", str(bid.pk))
+    assert freelancer_server.bid_held.wait(60)
+    killed(sender)
+    freelancer_server.hold_bids.clear()
+    counts = bids_reconcile(marketplace=freelancer, now=after_grace(settings))
+    assert (counts["settled"], counts["resent"]) == (1, 0)
+    settled = Bid.objects.get(pk=bid.pk)
+    assert (settled.status, settled.remote_id) == (Bid.Status.SUBMITTED, str(next(iter(freelancer_server.bids))))
+    assert len(freelancer_server.placements) == 1
+
+
+def update_waiting_on_a_lock() -> bool:
+    """Whether another session waits on a lock right now (the sender's UPDATE of the locked row)."""
+    with connections["default"].cursor() as cursor:
+        if connections["default"].vendor == "postgresql":
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        else:
+            cursor.execute("SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'")
+        return cursor.fetchone()[0] > 0
+
+
+def test_a_sender_killed_after_the_answer_before_recording_it_is_settled(
+    project_posting, freelancer, freelancer_server, settings
+):
+    bid = BidFactory(posting=project_posting, status=Bid.Status.APPROVED)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row():
+        # The sender's claim commits first; then this lock makes its final UPDATE wait, after the
+        # marketplace has answered: the process dies holding an answer it never recorded.
+        wait_for(lambda: Bid.objects.filter(pk=bid.pk, status=Bid.Status.SUBMITTING).exists(), what="the claim")
+        with transaction.atomic():
+            Bid.objects.select_for_update().get(pk=bid.pk)
+            locked.set()
+            release.wait(60)
+        connections["default"].close()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    sender = racer("send", str(bid.pk))
+    try:
+        assert locked.wait(60)
+        wait_for(lambda: freelancer_server.replies and freelancer_server.replies[-1].status == 200, what="the answer")
+        wait_for(update_waiting_on_a_lock, what="the sender's UPDATE waiting on the row lock")
+        killed(sender)
+    finally:
+        release.set()
+        holder.join(60)
+    assert Bid.objects.get(pk=bid.pk).status == Bid.Status.SUBMITTING
+    counts = bids_reconcile(marketplace=freelancer, now=after_grace(settings))
+    assert (counts["settled"], counts["resent"]) == (1, 0)
+    assert len(freelancer_server.placements) == 1
+    assert Counter(Bid.objects.values_list("status", flat=True)) == {"submitted": 1}
