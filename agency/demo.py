@@ -1,12 +1,15 @@
-"""Demo data: a few prepaid tasks with the sample inputs bundled in `agency/samples/` and an
-operators' e-mail channel. With no model configured, the baseline agent reports on the tables and
-the legal text is escalated to the operators; with a model, the LLM agent takes them all."""
+"""Demo data: a few prepaid tasks with the sample inputs bundled in `agency/samples/`, an
+operators' e-mail channel, and a marketplace in training mode reading the feed bundled in
+`bids/samples/` (the cycle scans it, evaluates the postings and simulates the bids). With no model
+configured, the baseline agent reports on the tables and the legal text is escalated to the
+operators; with a model, the LLM agent takes them all."""
 
 from pathlib import Path
 
 from agency.models import Domain, Task
 from agency.services.tasks import TaskOrder, task_create
 from agency.services.uploads import upload_validate
+from bids.models import Marketplace
 from escalations.models import NotificationChannel
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -17,6 +20,7 @@ DEMO_TASKS = [
     ("legal", "Review a consulting agreement for risky terms", "consulting_agreement.txt", "medium", "standard"),
 ]
 DEMO_CHANNEL = "Operators (console e-mail)"
+DEMO_MARKETPLACE = "demo"
 
 
 def demo_tasks_seed() -> list[Task]:
@@ -49,3 +53,17 @@ def demo_channel_seed() -> NotificationChannel:
         name=DEMO_CHANNEL, defaults={"kind": NotificationChannel.Kind.EMAIL, "target": "operators@agency.local"}
     )
     return channel
+
+
+def demo_marketplace_seed() -> Marketplace:
+    """The demo marketplace: the bundled feed, in training mode (bids are simulated, nothing is sent)."""
+    marketplace, _ = Marketplace.objects.get_or_create(
+        slug=DEMO_MARKETPLACE,
+        defaults={
+            "name": "Demo marketplace (training)",
+            "kind": Marketplace.Kind.FEED,
+            "base_url": "bids/samples/demo_feed.json",
+            "training_mode": True,
+        },
+    )
+    return marketplace

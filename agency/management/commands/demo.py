@@ -6,10 +6,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db.models import Count
 
-from agency.demo import DEMO_CLIENT, demo_channel_seed, demo_tasks_seed
+from agency.demo import DEMO_CLIENT, demo_channel_seed, demo_marketplace_seed, demo_tasks_seed
 from agency.gateway.selectors import money_summary
 from agency.models import ApiKey, Task
 from agency.services.api_keys import api_key_create
+from bids.models import Bid, Posting
 from escalations.models import Escalation, Notification
 from tracing.commands import TracedCommand
 from tracing.context import current_trace_id
@@ -49,6 +50,7 @@ class Command(TracedCommand):
         login = self._operator()
         key_line = self._demo_key()
         channel = demo_channel_seed()  # before the tasks: an escalation tells the operators at once
+        marketplace = demo_marketplace_seed()
         seeded = demo_tasks_seed()
         self.stdout.write(
             f"   {len(seeded)} demo task(s) created (prepaid, with sample inputs); without a broker each was "
@@ -58,7 +60,9 @@ class Command(TracedCommand):
         self.stdout.flush()
         # Without a broker each task was worked as soon as it was paid; this finds what is left.
         call_command("process_tasks", stdout=self.stdout, stderr=self.stderr)
-        self.stdout.write("4. Running one agency cycle…")
+        self.stdout.write(
+            f"4. Running one agency cycle (it scans the {marketplace.slug} marketplace in training mode)…"
+        )
         call_command("run_agency", stdout=self.stdout, stderr=self.stderr)
         self._summary(login, key_line)
         if not no_serve:
@@ -98,6 +102,8 @@ class Command(TracedCommand):
         for task in Task.objects.filter(client__email=DEMO_CLIENT).prefetch_related("deliverables").order_by("pk"):
             files = ", ".join(d.name for d in task.deliverables.all())
             self.stdout.write(f"    #{task.pk} {task.title}: {task.status}" + (f" ({files})" if files else ""))
+        decisions = _by_field(Posting.objects, "decision") or "none"
+        self.stdout.write(f"  Postings:  {decisions}; bids: " + (_by_status(Bid.objects) or "none"))
         money = money_summary()
         self.stdout.write(
             f"  Money:     revenue {money.revenue}, model cost {money.model_cost}, profit {money.profit} "
@@ -119,5 +125,9 @@ def public_base_url(addrport: str) -> str:
 
 def _by_status(rows) -> str:
     """How many rows have each status, e.g. "1 escalated, 3 paid"."""
-    counts = rows.values_list("status").annotate(n=Count("id")).order_by("status")
-    return ", ".join(f"{n} {status}" for status, n in counts)
+    return _by_field(rows, "status")
+
+
+def _by_field(rows, field: str) -> str:
+    counts = rows.values_list(field).annotate(n=Count("id")).order_by(field)
+    return ", ".join(f"{n} {value}" for value, n in counts)
