@@ -379,6 +379,10 @@ if BID_MIN_CENTS > BID_MAX_CENTS:
 BID_AUTO_MIN_PROFIT_CENTS = env_int("BID_AUTO_MIN_PROFIT_CENTS", 2000)
 BID_AUTO_MIN_CONFIDENCE = env.float("BID_AUTO_MIN_CONFIDENCE", default=0.7)
 BID_RESUBMIT_GRACE_SECONDS = env_int("BID_RESUBMIT_GRACE_SECONDS", 300, minimum=1)
+# Ask the domain's `evaluate` route about postings the rules would bid on (fails closed to
+# needs_review), and its `propose` route for the proposal (falls back to the template).
+BID_MODEL_EVALUATION = env.bool("BID_MODEL_EVALUATION", default=False)
+BID_MODEL_PROPOSALS = env.bool("BID_MODEL_PROPOSALS", default=False)
 # Tokens (in, out) of one model call, for the expected cost of a task's plan, work and review.
 BID_EXPECTED_TOKENS = (env_int("BID_EXPECTED_TOKENS_IN", 6000), env_int("BID_EXPECTED_TOKENS_OUT", 1500))
 MARKETPLACE_HTTP_TIMEOUT_SECONDS = env.float("MARKETPLACE_HTTP_TIMEOUT_SECONDS", default=15.0)

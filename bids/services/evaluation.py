@@ -9,6 +9,7 @@ review (nothing when no model is configured: the baseline agent works for free);
 profit is the amount less the marketplace's fee and that cost.
 """
 
+import json
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -16,9 +17,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 
 from agency.gateway.cost import call_cost
-from agency.gateway.errors import GatewayConfigError
+from agency.gateway.errors import GatewayConfigError, GatewayError
 from agency.gateway.selectors import route_deployments, route_for
-from agency.models import Domain, Task
+from agency.gateway.services import gateway_complete
+from agency.models import Domain, ModelCall, Task
 from agency.pricing import price
 from bids.models import Marketplace, Posting
 
@@ -129,3 +131,91 @@ def auto_submit_allowed(*, marketplace: Marketplace, evaluation: Evaluation) -> 
         and (evaluation.expected_profit_cents or 0) >= settings.BID_AUTO_MIN_PROFIT_CENTS
         and (evaluation.confidence or 0) >= Decimal(str(settings.BID_AUTO_MIN_CONFIDENCE))
     )
+
+
+# --- The optional model evaluation (BID_MODEL_EVALUATION) ------------------------------------------
+
+OPINION_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["decision", "reasons", "confidence"],
+    "properties": {
+        "decision": {"enum": ["bid", "skip", "needs_review"]},
+        "reasons": {"type": "array", "items": {"type": "string", "maxLength": 300}, "maxItems": 5},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+}
+OPINION_INSTRUCTIONS = (
+    "You screen freelance job postings for an agency that delivers {domain} work as files, remotely, "
+    "without calls or meetings. Say whether to bid, skip it, or ask a person (needs_review), with short "
+    "reasons and your confidence from 0 to 1. Answer with JSON only, matching this schema: {schema}"
+)
+
+
+def model_opinion(*, posting: Posting, evaluation: Evaluation) -> tuple[Evaluation, list[int]]:
+    """Ask the domain's `evaluate` route about a posting the rules would bid on. Fails closed: an
+    answer that is not valid JSON of the schema, or no answer, makes it `needs_review`; the model may
+    turn a bid into a skip or a review, never the reverse. Returns the evaluation and the ledger rows."""
+    if evaluation.decision != Posting.Decision.BID:
+        return evaluation, []
+    messages = [
+        {
+            "role": "system",
+            "content": OPINION_INSTRUCTIONS.format(domain=evaluation.domain.name, schema=json.dumps(OPINION_SCHEMA)),
+        },
+        {"role": "user", "content": _posting_text(posting)},
+    ]
+    try:
+        route = route_for(domain=evaluation.domain, purpose=ModelCall.Purpose.EVALUATE)
+        completion = gateway_complete(
+            purpose=ModelCall.Purpose.EVALUATE, route=route, messages=messages, response_schema=OPINION_SCHEMA
+        )
+    except GatewayError as exc:
+        evaluation.decision = Posting.Decision.REVIEW
+        evaluation.reasons.append(f"The model evaluation failed ({type(exc).__name__}); a person decides.")
+        return evaluation, [exc.model_call_id] if getattr(exc, "model_call_id", None) else []
+    opinion = completion.data
+    evaluation.reasons += [f"Model: {reason}" for reason in opinion["reasons"]]
+    if opinion["decision"] != Posting.Decision.BID:
+        evaluation.decision = opinion["decision"]
+    model_confidence = Decimal(str(opinion["confidence"])).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    evaluation.confidence = min(evaluation.confidence or Decimal(1), model_confidence)
+    return evaluation, [completion.model_call.pk]
+
+
+def _posting_text(posting: Posting) -> str:
+    budget = f"{(posting.budget_min_cents or 0) / 100:.2f} to {(posting.budget_max_cents or 0) / 100:.2f}"
+    return (
+        f"Title: {posting.title}\nBudget: {budget} {posting.currency}\nSkills: {', '.join(posting.skills or [])}\n\n"
+        f"{posting.description[:4000]}"
+    )
+
+
+PROPOSAL_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["proposal"],
+    "properties": {"proposal": {"type": "string", "minLength": 40, "maxLength": 3000}},
+}
+PROPOSAL_INSTRUCTIONS = (
+    "Write the cover letter of a bid on this freelance job for an agency that delivers {domain} work as "
+    "files, remotely. State the fixed price of {amount} {currency}, what will be delivered and how; no "
+    "calls, no contact details, no promises beyond the brief. Answer with JSON only, matching: {schema}"
+)
+
+
+def proposal_by_model(*, posting: Posting, domain: Domain, amount_cents: int) -> tuple[str, list[int]]:
+    """The domain's `propose` route writes the proposal; "" when it cannot (the template is used)."""
+    instructions = PROPOSAL_INSTRUCTIONS.format(
+        domain=domain.name, amount=f"{amount_cents / 100:.2f}", currency=posting.currency,
+        schema=json.dumps(PROPOSAL_SCHEMA),
+    )  # fmt: skip
+    messages = [{"role": "system", "content": instructions}, {"role": "user", "content": _posting_text(posting)}]
+    try:
+        route = route_for(domain=domain, purpose=ModelCall.Purpose.PROPOSE)
+        completion = gateway_complete(
+            purpose=ModelCall.Purpose.PROPOSE, route=route, messages=messages, response_schema=PROPOSAL_SCHEMA
+        )
+    except GatewayError as exc:
+        return "", [exc.model_call_id] if getattr(exc, "model_call_id", None) else []
+    return completion.data["proposal"].strip(), [completion.model_call.pk]

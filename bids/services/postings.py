@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -19,7 +20,13 @@ from bids.marketplaces import adapter_for
 from bids.marketplaces.base import FoundPosting, MarketplaceError, call_guarded
 from bids.models import Bid, Marketplace, Posting
 from bids.services.bids import BidExists, bid_create, bid_send_enqueue
-from bids.services.evaluation import auto_submit_allowed, posting_evaluation
+from bids.services.evaluation import (
+    Evaluation,
+    auto_submit_allowed,
+    model_opinion,
+    posting_evaluation,
+    proposal_by_model,
+)
 
 logger = structlog.get_logger(__name__)
 BATCH = 1000
@@ -72,43 +79,61 @@ def posting_upsert_many(*, marketplace: Marketplace, found: list[FoundPosting], 
 
 def postings_evaluate(*, marketplace: Marketplace, actor: str, limit: int = 5000, on_posting=None) -> tuple[int, int]:
     """Evaluate the marketplace's pending postings and make the bids the policy allows.
-    Returns (evaluated, bids made)."""
+    Returns (evaluated, bids made).
+
+    Model calls (BID_MODEL_EVALUATION, BID_MODEL_PROPOSALS) happen before the posting is claimed,
+    outside any transaction; a scan that loses the claim to another has paid for a call in vain,
+    which is cheaper than holding a transaction open across a model call."""
     domains = list(Domain.objects.filter(active=True))
     pending = Posting.objects.filter(marketplace=marketplace, decision=Posting.Decision.PENDING).order_by("pk")
     evaluated = bids = 0
     for posting in pending.select_related("marketplace")[:limit]:
         if on_posting is not None:
             on_posting(posting)
-        evaluation = posting_evaluation(posting=posting, domains=domains)
-        with transaction.atomic():
-            claimed = Posting.objects.filter(pk=posting.pk, decision=Posting.Decision.PENDING).update(
-                decision=evaluation.decision,
-                reasons=evaluation.reasons,
-                domain=evaluation.domain,
-                proposed_cents=evaluation.proposed_cents,
-                expected_cost_cents=evaluation.expected_cost_cents,
-                expected_profit_cents=evaluation.expected_profit_cents,
-                confidence=evaluation.confidence,
-                evaluated_at=timezone.now(),
+        evaluation, calls = posting_evaluation(posting=posting, domains=domains), []
+        if settings.BID_MODEL_EVALUATION:
+            evaluation, calls = model_opinion(posting=posting, evaluation=evaluation)
+        proposal = ""
+        if settings.BID_MODEL_PROPOSALS and evaluation.decision == Posting.Decision.BID:
+            proposal, more = proposal_by_model(
+                posting=posting, domain=evaluation.domain, amount_cents=evaluation.proposed_cents
             )
-            if not claimed:
+            calls += more
+        with transaction.atomic():
+            if not _evaluation_store(posting, evaluation, calls):
                 continue  # another scan evaluated it
             evaluated += 1
-            if evaluation.decision != Posting.Decision.BID:
-                continue
-            posting.domain, posting.proposed_cents = evaluation.domain, evaluation.proposed_cents
-            bids += _bid_by_policy(posting, auto=auto_submit_allowed(marketplace=marketplace, evaluation=evaluation),
-                                   actor=actor)  # fmt: skip
+            if evaluation.decision == Posting.Decision.BID:
+                auto = auto_submit_allowed(marketplace=marketplace, evaluation=evaluation)
+                bids += _bid_by_policy(posting, auto=auto, proposal=proposal, actor=actor)
     return evaluated, bids
 
 
-def _bid_by_policy(posting: Posting, *, auto: bool, actor: str) -> int:
+def _evaluation_store(posting: Posting, evaluation: Evaluation, calls: list[int]) -> bool:
+    """Write the evaluation if the posting is still pending (compare-and-set), with its ledger rows."""
+    claimed = Posting.objects.filter(pk=posting.pk, decision=Posting.Decision.PENDING).update(
+        decision=evaluation.decision,
+        reasons=evaluation.reasons,
+        domain=evaluation.domain,
+        proposed_cents=evaluation.proposed_cents,
+        expected_cost_cents=evaluation.expected_cost_cents,
+        expected_profit_cents=evaluation.expected_profit_cents,
+        confidence=evaluation.confidence,
+        evaluated_at=timezone.now(),
+    )
+    if claimed:
+        posting.model_calls.add(*calls)
+        posting.domain, posting.proposed_cents = evaluation.domain, evaluation.proposed_cents
+    return bool(claimed)
+
+
+def _bid_by_policy(posting: Posting, *, auto: bool, proposal: str, actor: str) -> int:
     """Training mode and auto-submit make an approved bid (sent after commit: simulated or placed);
     otherwise a draft waits for an operator."""
     training = posting.marketplace.training_mode
     status = Bid.Status.APPROVED if (auto or training) else Bid.Status.DRAFT
     try:
-        bid = bid_create(posting=posting, actor=actor, status=status)
+        bid = bid_create(posting=posting, actor=actor, status=status, proposal=proposal)
     except BidExists:
         return 0
     if status == Bid.Status.APPROVED:
