@@ -27,8 +27,10 @@ from bids.services.evaluation import (
     posting_evaluation,
     proposal_by_model,
 )
+from tracing.otel import tracer
 
 logger = structlog.get_logger(__name__)
+_tracer = tracer()
 BATCH = 1000
 
 
@@ -43,7 +45,56 @@ class ScanResult:
 def posting_upsert_many(*, marketplace: Marketplace, found: list[FoundPosting], now: datetime | None = None) -> int:
     """Store what a scan found; returns how many postings were new."""
     now = now or timezone.now()
-    unique = {posting.external_id: posting for posting in found}  # a feed may list one job twice
+    unique = list({posting.external_id: posting for posting in found}.values())  # a feed may list one job twice
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            _upsert_postgresql(marketplace, unique, now)
+        else:
+            _upsert_portable(marketplace, unique, now)
+    # The rows this scan inserted carry its own timestamp (a concurrent scan's differs).
+    new = Posting.objects.filter(marketplace=marketplace, decision=Posting.Decision.PENDING, first_seen_at=now).count()
+    Marketplace.objects.filter(pk=marketplace.pk).update(postings_seen=F("postings_seen") + new, last_scan_at=now)
+    return new
+
+
+UPSERT_FIELDS = (
+    "marketplace", "external_id", "title", "description", "url", "budget_min_cents", "budget_max_cents", "currency",
+    "skills", "posted_at", "first_seen_at", "last_seen_at", "raw", "decision", "reasons",
+)  # fmt: skip
+
+
+def _upsert_postgresql(marketplace: Marketplace, postings: list[FoundPosting], now: datetime) -> None:
+    """One INSERT … ON CONFLICT per row, all sent in psycopg's pipeline (`executemany`) with the values
+    bound by the server, in the caller's transaction. Django's `bulk_create` runs the same upsert
+    through UNNEST arrays that psycopg quotes in Python, at about a third of the rate (bench/ingest.py)."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    quote, meta = connection.ops.quote_name, Posting._meta
+    columns = ", ".join(quote(meta.get_field(name).column) for name in UPSERT_FIELDS)
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(UPSERT_FIELDS))}) "  # noqa: S608 (our own names)
+        f"ON CONFLICT ({quote('marketplace_id')}, {quote('external_id')}) "
+        f"DO UPDATE SET {quote('last_seen_at')} = EXCLUDED.{quote('last_seen_at')}"
+    )
+    pending, no_reasons = Posting.Decision.PENDING.value, Jsonb([])
+    rows = [
+        (marketplace.pk, p.external_id, p.title, p.description, p.url, p.budget_min_cents, p.budget_max_cents,
+         p.currency, Jsonb(list(p.skills)), p.posted_at, now, now, Jsonb(p.raw), pending, no_reasons)
+        for p in postings
+    ]  # fmt: skip
+    connection.ensure_connection()
+    with (
+        _tracer.start_as_current_span(f"INSERT {meta.db_table}") as span,
+        psycopg.Cursor(connection.connection) as cursor,
+    ):
+        span.set_attribute("db.system", "postgresql")
+        span.set_attribute("agency.rows", len(rows))
+        cursor.executemany(sql, rows)
+
+
+def _upsert_portable(marketplace: Marketplace, postings: list[FoundPosting], now: datetime) -> None:
+    """SQLite and MariaDB: Django's bulk upsert, a thousand rows per statement."""
     rows = [
         Posting(
             marketplace=marketplace,
@@ -60,21 +111,13 @@ def posting_upsert_many(*, marketplace: Marketplace, found: list[FoundPosting], 
             last_seen_at=now,
             raw=posting.raw,
         )
-        for posting in unique.values()
+        for posting in postings
     ]
     # MariaDB's ON DUPLICATE KEY takes no target: any unique key (here only this one) decides.
     target = ["marketplace", "external_id"] if connection.features.supports_update_conflicts_with_target else None
     Posting.objects.bulk_create(
-        rows,
-        batch_size=BATCH,
-        update_conflicts=True,
-        unique_fields=target,
-        update_fields=["last_seen_at"],
+        rows, batch_size=BATCH, update_conflicts=True, unique_fields=target, update_fields=["last_seen_at"]
     )
-    # The rows this scan inserted carry its own timestamp (a concurrent scan's differs).
-    new = Posting.objects.filter(marketplace=marketplace, decision=Posting.Decision.PENDING, first_seen_at=now).count()
-    Marketplace.objects.filter(pk=marketplace.pk).update(postings_seen=F("postings_seen") + new, last_scan_at=now)
-    return new
 
 
 def postings_evaluate(*, marketplace: Marketplace, actor: str, limit: int = 5000, on_posting=None) -> tuple[int, int]:

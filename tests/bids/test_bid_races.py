@@ -165,3 +165,17 @@ def test_a_sender_killed_after_the_answer_before_recording_it_is_settled(
     assert (counts["settled"], counts["resent"]) == (1, 0)
     assert len(freelancer_server.placements) == 1
     assert Counter(Bid.objects.values_list("status", flat=True)) == {"submitted": 1}
+
+
+def test_four_scans_of_one_feed_at_once_store_evaluate_and_bid_once(domains):
+    from bids.models import Posting
+    from bids.services.postings import marketplace_scan
+    from tests.bids.factories import MarketplaceFactory
+
+    marketplace = MarketplaceFactory(training_mode=True)
+    results = run_at_once(4, lambda i: marketplace_scan(marketplace=marketplace))
+    assert sum(result.new for result in results) == 36
+    assert sum(result.evaluated for result in results) == 36
+    assert Posting.objects.count() == 36
+    assert Bid.objects.count() == 19
+    assert set(Bid.objects.values_list("status", flat=True)) == {Bid.Status.SIMULATED}
