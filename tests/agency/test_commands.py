@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from agency.models import ApiKey, CycleRun, Task
+from bids.models import Bid
 from escalations.models import Escalation
 from escalations.services import escalation_resolve
 from tests.conftest import client_with_key
@@ -40,11 +41,13 @@ def test_it_runs_every_cycle_step_and_can_run_twice():
     first = _run("run_agency")
     second = _run("run_agency")
     for output in (first, second):
-        assert "[1/4] tasks_requeue: ok" in output
-        assert "[2/4] notifications_relay: ok" in output
-        assert "[3/4] client_emails_relay: ok" in output
-        assert "[4/4] housekeeping: ok" in output
-        assert "finished: 4 steps ok." in output
+        assert "[1/6] marketplaces_scan: ok" in output
+        assert "[2/6] bids_reconcile_all: ok" in output
+        assert "[3/6] tasks_requeue: ok" in output
+        assert "[4/6] notifications_relay: ok" in output
+        assert "[5/6] client_emails_relay: ok" in output
+        assert "[6/6] housekeeping: ok" in output
+        assert "finished: 6 steps ok." in output
     assert [run.status for run in CycleRun.objects.order_by("pk")] == ["finished", "finished"]
 
 
@@ -99,6 +102,11 @@ def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings, tmp_path
     assert f"Escalation #{escalation.pk}" in message.subject
     assert sorted(m.to[0] for m in mail.outbox if m is not message) == ["demo-client@agency.local"] * 2
     assert "Inbox:     1 unresolved escalation(s); notifications: 1 sent" in second
+    # The demo marketplace was scanned by the first run's cycle (the second finds it not due yet).
+    # Its bids are simulated once their transaction commits, which a test's transaction never does.
+    for output in (first, second):
+        assert "Postings:  19 bid, 3 needs_review, 14 skip; bids: 19 " in output
+    assert Bid.objects.count() == 19
     raw = first.split("API key:   ")[1].split()[0]
     assert client_with_key(raw).get("/api/v1/keys").status_code == 200
 
@@ -112,7 +120,8 @@ def test_the_trace_id_each_demo_run_prints_finds_that_run_in_the_trace_search(se
         [run] = CycleRun.objects.filter(trace_id=trace_id)
         assert (run.trigger, run.status) == ("command", "finished")
         assert [step["name"] for step in run.steps] == [
-            "tasks_requeue", "notifications_relay", "client_emails_relay", "housekeeping"]  # fmt: skip
+            "marketplaces_scan", "bids_reconcile_all", "tasks_requeue", "notifications_relay", "client_emails_relay",
+            "housekeeping"]  # fmt: skip
         page = admin_client.get("/admin/traces/", {"trace_id": trace_id}).content.decode()
         assert f"Cycle #{run.pk}" in page
     assert CycleRun.objects.count() == 2

@@ -20,6 +20,8 @@ def test_it_gives_beat_the_cycle_schedule_from_code(settings):
 def test_it_runs_every_step_of_an_eager_cycle_and_stores_named_results():
     result = agency_cycle.apply_async()
     assert result.get() == [
+        "bids.services.postings.marketplaces_scan",
+        "bids.services.bids.bids_reconcile_all",
         "agency.pipeline.tasks_requeue",
         "escalations.services.notifications_relay",
         "agency.services.delivery.client_emails_relay",
@@ -27,7 +29,7 @@ def test_it_runs_every_step_of_an_eager_cycle_and_stores_named_results():
     ]
     names = set(TaskResult.objects.values_list("task_name", flat=True))
     assert {"agency.cycle", "agency.cycle_step"} <= names
-    assert TaskResult.objects.filter(task_name="agency.cycle_step", status="SUCCESS").count() == 4
+    assert TaskResult.objects.filter(task_name="agency.cycle_step", status="SUCCESS").count() == 6
 
 
 def test_it_refuses_to_run_anything_but_a_known_step():
