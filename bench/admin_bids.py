@@ -1,0 +1,130 @@
+"""Admin changelists with many bids (docs/bids.md): query count and render time, 100 vs 100 000 rows.
+
+Fills a PostgreSQL database of its own with N postings and N bids (bulk inserts, spread over 4
+marketplaces and every status), logs in a superuser with Django's test client, and renders the bid
+and posting changelists (first page, and filtered by status / decision) at 100 rows and again at
+100 000 rows. Prints, per page, the queries and the median render time at each size and the ratio
+(target: the same queries, time ≤ 1.5x).
+
+    .venv/bin/python bench/admin_bids.py [--small 100] [--large 100000] [--rounds 7]
+
+Needs PostgreSQL on 127.0.0.1:5432.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATABASE = "agency_bench_admin"
+PG_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
+PAGES = [
+    "/admin/bids/bid/",
+    "/admin/bids/bid/?status__exact=submitted",
+    "/admin/bids/posting/",
+    "/admin/bids/posting/?decision__exact=bid",
+]
+
+
+def setup() -> None:
+    import psycopg
+
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+        conn.execute(f"CREATE DATABASE {DATABASE}")
+    os.environ.update(AGENCY_DOTENV="false", DATABASE_URL=PG_URL, LOG_LEVEL="WARNING", DJANGO_DEBUG="false",
+                      DJANGO_SECRET_KEY="bench-only-not-a-secret-" + "x" * 40, DJANGO_ALLOWED_HOSTS="testserver",
+                      DJANGO_SETTINGS_MODULE="agency.settings")  # fmt: skip
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def fill(total: int) -> None:
+    """Postings and bids up to `total` each (added to what is there)."""
+    from django.utils import timezone
+
+    from agency.models import Domain
+    from bids.models import ENDED, Bid, Marketplace, Posting
+
+    markets = [
+        Marketplace.objects.get_or_create(slug=f"m{i}", defaults={"name": f"M{i}", "kind": "feed", "base_url": "x"})[0]
+        for i in range(4)
+    ]
+    domain, now = Domain.objects.get(slug="data_analysis"), timezone.now()
+    have = Posting.objects.count()
+    decisions, statuses = list(Posting.Decision.values), list(Bid.Status.values)
+    for start in range(have, total, 5000):
+        batch = range(start, min(start + 5000, total))
+        postings = Posting.objects.bulk_create(
+            Posting(marketplace=markets[i % 4], external_id=f"p-{i}", title=f"Sales totals per region {i}",
+                    budget_max_cents=20000, first_seen_at=now, last_seen_at=now, decision=decisions[i % 4],
+                    domain=domain, proposed_cents=15000)
+            for i in batch
+        )  # fmt: skip
+        Bid.objects.bulk_create(
+            Bid(marketplace_id=p.marketplace_id, posting=p, amount_cents=15000, proposal="We will do it.",
+                status=statuses[i % len(statuses)], live_key=None if statuses[i % len(statuses)] in ENDED else "live")
+            for i, p in zip(batch, postings, strict=True)
+        )  # fmt: skip
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def measure(client, rounds: int) -> dict[str, tuple[int, float]]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    found = {}
+    for page in PAGES:
+        times = []
+        for _ in range(rounds):
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                response = client.get(page)
+                times.append(time.perf_counter() - started)
+            assert response.status_code == 200, (page, response.status_code)
+        found[page] = (len(queries), statistics.median(times))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", type=int, default=100)
+    parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    setup()
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user = get_user_model().objects.create_superuser("bench", password="bench-password")  # noqa: S106
+    client = Client()
+    client.force_login(user)
+    fill(args.small)
+    small = measure(client, args.rounds)
+    fill(args.large)
+    large = measure(client, args.rounds)
+    print(f"Admin changelists, {args.small} vs {args.large} bids and postings (median of {args.rounds})")
+    worst = 0.0
+    for page in PAGES:
+        (q_small, t_small), (q_large, t_large) = small[page], large[page]
+        ratio = t_large / t_small
+        worst = max(worst, ratio)
+        same = "same queries" if q_small == q_large else "QUERIES DIFFER"
+        print(f"  {page:45} {q_small:3}/{q_large:3} queries ({same})  {t_small * 1000:7.1f} → {t_large * 1000:7.1f} ms"
+              f"  {ratio:.2f}x")  # fmt: skip
+    print(f"  worst ratio {worst:.2f}x (target ≤ 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
