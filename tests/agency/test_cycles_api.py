@@ -21,7 +21,10 @@ def test_it_queues_a_cycle_and_shows_its_steps_as_json(operator_client, django_c
     assert response.status_code == 202
     queued = response.json()
     assert (queued["status"], queued["trigger"], queued["steps"]) == ("queued", "worker", [])
-    assert queued["planned"] == ["tasks_requeue", "notifications_relay", "client_emails_relay", "housekeeping"]
+    assert queued["planned"] == [
+        "marketplaces_scan", "bids_reconcile_all", "tasks_requeue", "notifications_relay", "client_emails_relay",
+        "housekeeping",
+    ]  # fmt: skip
 
     shown = operator_client.get(f"{URL}/{queued['id']}").json()
     assert shown["status"] == "finished" and shown["finished_at"]
