@@ -140,26 +140,30 @@ def test_a_sender_killed_after_the_answer_before_recording_it_is_settled(
     locked, release = threading.Event(), threading.Event()
 
     def hold_the_row():
-        # The sender's claim commits first; then this lock makes its final UPDATE wait, after the
-        # marketplace has answered: the process dies holding an answer it never recorded.
-        wait_for(lambda: Bid.objects.filter(pk=bid.pk, status=Bid.Status.SUBMITTING).exists(), what="the claim")
+        # Taken while the marketplace holds its answer (the claim is committed by then); the sender's
+        # final UPDATE then waits on it, after the answer came: it dies holding an unrecorded answer.
         with transaction.atomic():
             Bid.objects.select_for_update().get(pk=bid.pk)
             locked.set()
             release.wait(60)
         connections["default"].close()
 
-    holder = threading.Thread(target=hold_the_row)
-    holder.start()
+    freelancer_server.hold_bids.set()
     sender = racer("send", str(bid.pk))
+    holder = threading.Thread(target=hold_the_row)
     try:
+        assert freelancer_server.bid_held.wait(60)
+        holder.start()
         assert locked.wait(60)
-        wait_for(lambda: freelancer_server.replies and freelancer_server.replies[-1].status == 200, what="the answer")
+        freelancer_server.hold_bids.clear()  # the answer goes out
         wait_for(update_waiting_on_a_lock, what="the sender's UPDATE waiting on the row lock")
         killed(sender)
     finally:
+        freelancer_server.hold_bids.clear()
         release.set()
-        holder.join(60)
+        if holder.is_alive():
+            holder.join(60)
+        stop(sender)
     assert Bid.objects.get(pk=bid.pk).status == Bid.Status.SUBMITTING
     counts = bids_reconcile(marketplace=freelancer, now=after_grace(settings))
     assert (counts["settled"], counts["resent"]) == (1, 0)
