@@ -183,3 +183,23 @@ def test_four_scans_of_one_feed_at_once_store_evaluate_and_bid_once(domains):
     assert Posting.objects.count() == 36
     assert Bid.objects.count() == 19
     assert set(Bid.objects.values_list("status", flat=True)) == {Bid.Status.SIMULATED}
+
+
+def test_eight_concurrent_withdrawals_of_a_sent_bid_succeed_once(project_posting, freelancer, freelancer_server):
+    from bids.services.bids import InvalidBidTransition, bid_withdraw
+
+    bid = BidFactory(posting=project_posting, status=Bid.Status.APPROVED)
+    bid_send(bid_id=bid.pk, actor="worker")
+
+    def withdraw(i: int) -> str:
+        try:
+            bid_withdraw(bid=Bid.objects.select_related("marketplace").get(pk=bid.pk), actor=f"op{i}")
+        except InvalidBidTransition:
+            return "refused"
+        return "withdrawn"
+
+    assert Counter(run_at_once(8, withdraw)) == {"withdrawn": 1, "refused": 7}
+    assert BidEvent.objects.filter(bid=bid, kind="withdrawn").count() == 1
+    retractions = [r for r in freelancer_server.requests if r.method == "PUT"]
+    assert len(retractions) == 1
+    assert next(iter(freelancer_server.bids.values()))["retracted"] is True
