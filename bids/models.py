@@ -128,7 +128,11 @@ class Posting(models.Model):
                 condition=Q(decision__in=PostingDecision.values), name="bids_posting_known_decision"
             ),
         ]
-        indexes = [models.Index(fields=["decision", "first_seen_at"], name="bids_posting_decision_seen")]
+        # The admin's and the API's order, plain and by decision (the evaluation's count uses the second).
+        indexes = [
+            models.Index(fields=["-first_seen_at", "-id"], name="bids_posting_newest"),
+            models.Index(fields=["decision", "-first_seen_at", "-id"], name="bids_posting_decision_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.marketplace_id}:{self.external_id} {self.title[:60]}"
@@ -196,7 +200,11 @@ class Bid(TraceStamped):
                 name="bids_live_key_iff_not_ended",
             ),
         ]
-        indexes = [models.Index(fields=["status", "claimed_at"], name="bids_bid_status_claimed")]
+        indexes = [
+            models.Index(fields=["status", "claimed_at"], name="bids_bid_status_claimed"),
+            models.Index(fields=["-created_at", "-id"], name="bids_bid_newest"),
+            models.Index(fields=["status", "-created_at", "-id"], name="bids_bid_status_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"Bid #{self.pk} on {self.posting_id} ({self.status})"
