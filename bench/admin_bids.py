@@ -13,7 +13,6 @@ Needs PostgreSQL on 127.0.0.1:5432.
 """
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -21,8 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.fresh_postgres import django_on_fresh_postgres  # noqa: E402
+
 DATABASE = "agency_bench_admin"
-PG_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
 PLAIN = ["/admin/bids/bid/", "/admin/bids/posting/"]
 # A filter keeps a tenth of the bids and a quarter of the postings: measured against 1 000 rows, the
 # smallest table where the filtered page is as full (100 rows) as at 100 000.
@@ -30,20 +30,10 @@ FILTERED = ["/admin/bids/bid/?status__exact=submitted", "/admin/bids/posting/?de
 
 
 def setup() -> None:
-    import psycopg
-
-    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
-    os.environ.update(AGENCY_DOTENV="false", DATABASE_URL=PG_URL, LOG_LEVEL="WARNING", DJANGO_DEBUG="false",
-                      DJANGO_SECRET_KEY="bench-only-not-a-secret-" + "x" * 40, DJANGO_ALLOWED_HOSTS="testserver",
-                      DJANGO_SETTINGS_MODULE="agency.settings")  # fmt: skip
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", interactive=False, verbosity=0)
+    django_on_fresh_postgres(
+        DATABASE, DJANGO_DEBUG="false", DJANGO_SECRET_KEY="bench-only-not-a-secret-" + "x" * 40,
+        DJANGO_ALLOWED_HOSTS="testserver",
+    )  # fmt: skip
 
 
 def fill(total: int) -> None:

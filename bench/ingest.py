@@ -17,7 +17,6 @@ Needs PostgreSQL on 127.0.0.1:5432.
 """
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.fresh_postgres import django_on_fresh_postgres  # noqa: E402
+
 DATABASE = "agency_bench_ingest"
 PG_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
 COLUMNS = (
@@ -35,19 +36,7 @@ COLUMNS = (
 
 
 def setup() -> None:
-    import psycopg
-
-    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
-    os.environ.update(AGENCY_DOTENV="false", DATABASE_URL=PG_URL, LOG_LEVEL="WARNING",
-                      DJANGO_SETTINGS_MODULE="agency.settings")  # fmt: skip
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", interactive=False, verbosity=0)
+    django_on_fresh_postgres(DATABASE)
 
 
 def found_postings(count: int) -> list:
