@@ -10,7 +10,7 @@ from bids.models import Bid, Marketplace
 from bids.services.bids import bid_send, bid_withdraw, bids_reconcile
 from bids.services.postings import marketplace_scan
 from tests.bids.factories import BidFactory, PostingFactory
-from tests.bids.fake_marketplaces import BIDS
+from tests.bids.fake_marketplaces import BIDS, SELF
 
 pytestmark = pytest.mark.django_db(transaction=True)  # bid_send commits its claim before calling out
 
@@ -148,3 +148,36 @@ def test_the_policy_sends_profitable_confident_bids_by_itself(freelancer, freela
     marketplace_scan(marketplace=freelancer)
     assert sorted(Bid.objects.values_list("status", flat=True)) == ["draft", "submitted"]
     assert len(remote_bids(freelancer_server)) == 1
+
+
+def test_the_reconcile_command_settles_every_live_api_marketplace_and_reports(
+    approved, freelancer, freelancer_server, capsys
+):
+    from django.core.management import call_command
+
+    from tests.bids.factories import MarketplaceFactory
+
+    MarketplaceFactory(slug="feed")  # no bid API: nothing to ask
+    MarketplaceFactory(slug="training", kind=Marketplace.Kind.FREELANCER, training_mode=True, base_url="http://x")
+    MarketplaceFactory(slug="idle", kind=Marketplace.Kind.FREELANCER, active=False, base_url="http://x")
+    freelancer_server.drop_after_record = True
+    bid_send(bid_id=approved.pk, actor="worker")
+    freelancer_server.drop_after_record = False
+    call_command("reconcile_bids")
+    out = capsys.readouterr()
+    assert "1 settled, 0 resent, 0 won, 0 lost, 0 withdrawn." in out.out
+    assert "Failed" not in out.err
+    assert Bid.objects.get(pk=approved.pk).status == Bid.Status.SUBMITTED
+    assert {r.path for r in freelancer_server.requests if r.method == "GET"} == {SELF, BIDS}
+
+
+def test_the_reconcile_step_reports_a_marketplace_it_cannot_reach(freelancer, freelancer_server, capsys):
+    from django.core.management import call_command
+
+    from bids.services.bids import bids_reconcile_all
+
+    freelancer_server.fail_next(10, status=503)
+    summary = bids_reconcile_all()
+    assert summary["failed"] and summary["failed"][0].startswith("freelancer: ")
+    call_command("reconcile_bids")
+    assert "Failed: freelancer: " in capsys.readouterr().err
