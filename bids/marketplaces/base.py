@@ -29,6 +29,14 @@ class MarketplaceError(Exception):
         self.status_code = status_code
 
 
+# How much of an error's text a bid or marketplace row keeps (a remote server chooses its length).
+ERROR_TEXT_MAX = 2000
+
+
+def error_text(error: object) -> str:
+    return str(error)[:ERROR_TEXT_MAX]
+
+
 class BidsByHand(MarketplaceError):
     """The marketplace has no API for bids: an operator submits them and marks them submitted."""
 

@@ -23,7 +23,7 @@ from agency.agents.baseline import proposal_from_template
 from agency.errors import DomainError
 from agency.services.tasks import task_create_marketplace
 from bids.marketplaces import adapter_for
-from bids.marketplaces.base import MarketplaceError, RemoteBid, call_guarded
+from bids.marketplaces.base import MarketplaceError, RemoteBid, call_guarded, error_text
 from bids.models import ENDED, LIVE_KEY, Bid, BidEvent, Marketplace, Posting
 
 logger = structlog.get_logger(__name__)
@@ -194,13 +194,13 @@ def _place_failed(bid: Bid, token: uuid.UUID, exc: MarketplaceError, *, actor: s
     if refused:
         with transaction.atomic():
             ended = Bid.objects.filter(pk=bid.pk, status=S.SUBMITTING, claim_token=token)
-            if ended.update(status=S.FAILED, live_key=None, last_error=str(exc)[:2000], updated_at=timezone.now()):
+            if ended.update(status=S.FAILED, live_key=None, last_error=error_text(exc), updated_at=timezone.now()):
                 BidEvent.objects.create(
                     bid_id=bid.pk, kind="refused", from_status=S.SUBMITTING, to_status=S.FAILED,
-                    actor=actor, detail=str(exc)[:2000],
+                    actor=actor, detail=error_text(exc),
                 )  # fmt: skip
     else:
-        Bid.objects.filter(pk=bid.pk, status=S.SUBMITTING, claim_token=token).update(last_error=str(exc)[:2000])
+        Bid.objects.filter(pk=bid.pk, status=S.SUBMITTING, claim_token=token).update(last_error=error_text(exc))
     logger.warning("bid_send_failed", bid_id=bid.pk, error=str(exc)[:300], refused=refused)
     return Bid.objects.get(pk=bid.pk)
 
@@ -354,7 +354,7 @@ def _retract(bid: Bid, *, actor: str) -> None:
     try:
         call_guarded(bid.marketplace, adapter_for(bid.marketplace).bid_retract, remote_id=bid.remote_id)
     except MarketplaceError as exc:
-        Bid.objects.filter(pk=bid.pk).update(last_error=f"Retraction: {exc}"[:2000])
+        Bid.objects.filter(pk=bid.pk).update(last_error=error_text(f"Retraction: {exc}"))
         logger.warning("bid_retract_failed", bid_id=bid.pk, error=str(exc)[:300])
         return
     BidEvent.objects.create(bid_id=bid.pk, kind="retracted", actor=actor, detail="Retracted at the marketplace.")

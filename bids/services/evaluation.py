@@ -128,8 +128,8 @@ def auto_submit_allowed(*, marketplace: Marketplace, evaluation: Evaluation) -> 
     return (
         marketplace.takes_api_bids
         and evaluation.decision == Posting.Decision.BID
-        and (evaluation.expected_profit_cents or 0) >= settings.BID_AUTO_MIN_PROFIT_CENTS
-        and (evaluation.confidence or 0) >= Decimal(str(settings.BID_AUTO_MIN_CONFIDENCE))
+        and evaluation.expected_profit_cents >= settings.BID_AUTO_MIN_PROFIT_CENTS
+        and evaluation.confidence >= Decimal(str(settings.BID_AUTO_MIN_CONFIDENCE))
     )
 
 
@@ -158,37 +158,21 @@ def model_opinion(*, posting: Posting, evaluation: Evaluation) -> tuple[Evaluati
     turn a bid into a skip or a review, never the reverse. Returns the evaluation and the ledger rows."""
     if evaluation.decision != Posting.Decision.BID:
         return evaluation, []
-    messages = [
-        {
-            "role": "system",
-            "content": OPINION_INSTRUCTIONS.format(domain=evaluation.domain.name, schema=json.dumps(OPINION_SCHEMA)),
-        },
-        {"role": "user", "content": _posting_text(posting)},
-    ]
-    try:
-        route = route_for(domain=evaluation.domain, purpose=ModelCall.Purpose.EVALUATE)
-        completion = gateway_complete(
-            purpose=ModelCall.Purpose.EVALUATE, route=route, messages=messages, response_schema=OPINION_SCHEMA
-        )
-    except GatewayError as exc:
+    instructions = OPINION_INSTRUCTIONS.format(domain=evaluation.domain.name, schema=json.dumps(OPINION_SCHEMA))
+    opinion, failure, calls = _model_answer(
+        domain=evaluation.domain, purpose=ModelCall.Purpose.EVALUATE, instructions=instructions, posting=posting,
+        schema=OPINION_SCHEMA,
+    )  # fmt: skip
+    if opinion is None:
         evaluation.decision = Posting.Decision.REVIEW
-        evaluation.reasons.append(f"The model evaluation failed ({type(exc).__name__}); a person decides.")
-        return evaluation, [exc.model_call_id] if getattr(exc, "model_call_id", None) else []
-    opinion = completion.data
+        evaluation.reasons.append(f"The model evaluation failed ({failure}); a person decides.")
+        return evaluation, calls
     evaluation.reasons += [f"Model: {reason}" for reason in opinion["reasons"]]
     if opinion["decision"] != Posting.Decision.BID:
         evaluation.decision = opinion["decision"]
     model_confidence = Decimal(str(opinion["confidence"])).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    evaluation.confidence = min(evaluation.confidence or Decimal(1), model_confidence)
-    return evaluation, [completion.model_call.pk]
-
-
-def _posting_text(posting: Posting) -> str:
-    budget = f"{(posting.budget_min_cents or 0) / 100:.2f} to {(posting.budget_max_cents or 0) / 100:.2f}"
-    return (
-        f"Title: {posting.title}\nBudget: {budget} {posting.currency}\nSkills: {', '.join(posting.skills or [])}\n\n"
-        f"{posting.description[:4000]}"
-    )
+    evaluation.confidence = min(evaluation.confidence, model_confidence)
+    return evaluation, calls
 
 
 PROPOSAL_SCHEMA = {
@@ -210,12 +194,33 @@ def proposal_by_model(*, posting: Posting, domain: Domain, amount_cents: int) ->
         domain=domain.name, amount=f"{amount_cents / 100:.2f}", currency=posting.currency,
         schema=json.dumps(PROPOSAL_SCHEMA),
     )  # fmt: skip
+    answer, _, calls = _model_answer(
+        domain=domain, purpose=ModelCall.Purpose.PROPOSE, instructions=instructions, posting=posting,
+        schema=PROPOSAL_SCHEMA,
+    )  # fmt: skip
+    return (answer["proposal"].strip() if answer is not None else ""), calls
+
+
+def _model_answer(
+    *, domain: Domain, purpose: str, instructions: str, posting: Posting, schema: dict
+) -> tuple[dict | None, str, list[int]]:
+    """The validated answer of the domain's route for `purpose` about the posting (None and the error's
+    name when there is none), and the ledger rows of the attempt."""
     messages = [{"role": "system", "content": instructions}, {"role": "user", "content": _posting_text(posting)}]
     try:
-        route = route_for(domain=domain, purpose=ModelCall.Purpose.PROPOSE)
         completion = gateway_complete(
-            purpose=ModelCall.Purpose.PROPOSE, route=route, messages=messages, response_schema=PROPOSAL_SCHEMA
-        )
+            purpose=purpose, route=route_for(domain=domain, purpose=purpose), messages=messages,
+            response_schema=schema,
+        )  # fmt: skip
     except GatewayError as exc:
-        return "", [exc.model_call_id] if getattr(exc, "model_call_id", None) else []
-    return completion.data["proposal"].strip(), [completion.model_call.pk]
+        call = getattr(exc, "model_call_id", None)
+        return None, type(exc).__name__, [call] if call else []
+    return completion.data, "", [completion.model_call.pk]
+
+
+def _posting_text(posting: Posting) -> str:
+    budget = f"{(posting.budget_min_cents or 0) / 100:.2f} to {(posting.budget_max_cents or 0) / 100:.2f}"
+    return (
+        f"Title: {posting.title}\nBudget: {budget} {posting.currency}\nSkills: {', '.join(posting.skills or [])}\n\n"
+        f"{posting.description[:4000]}"
+    )
