@@ -168,6 +168,80 @@ def test_a_win_reported_twice_makes_one_task(domains):
 
 def test_a_win_needs_the_postings_domain(domains):
     bid = BidFactory(status=Bid.Status.SUBMITTED, posting=PostingFactory(domain=None))
-    with pytest.raises(BidRefused, match="no domain"):
+    with pytest.raises(BidRefused, match=r"^The posting has no domain; set one before marking the bid won.$"):
         bid_win(bid=bid, actor="operator")
     assert not Task.objects.exists()
+
+
+def test_every_change_writes_who_did_what_and_why(domains):
+    bid = BidFactory(status=Bid.Status.DRAFT)
+    bid_reject(bid=bid, actor="operator", reason="Too vague a brief.")
+    other = BidFactory(status=Bid.Status.DRAFT)
+    bid_transition(bid=other, to=Bid.Status.APPROVED, actor="api:key:1")
+    assert [(e.kind, e.from_status, e.to_status, e.actor, e.detail) for e in bid.events.all()] == [
+        ("rejected", "draft", "rejected", "operator", "Too vague a brief.")
+    ]
+    assert [(e.kind, e.from_status, e.to_status, e.detail) for e in other.events.all()] == [
+        ("approved", "draft", "approved", "")
+    ]
+
+
+def test_a_stale_transition_names_the_bid(domains):
+    bid = BidFactory(status=Bid.Status.DRAFT)
+    stale = Bid.objects.get(pk=bid.pk)
+    bid_reject(bid=bid, actor="first")
+    with pytest.raises(InvalidBidTransition) as refused:
+        bid_approve(bid=stale, actor="second")
+    assert refused.value.existing_id == bid.pk
+    with pytest.raises(InvalidBidTransition) as not_withdrawable:
+        bid_withdraw(bid=Bid.objects.get(pk=bid.pk), actor="third")
+    assert not_withdrawable.value.existing_id == bid.pk
+
+
+def test_a_bid_starts_only_as_a_draft_or_approved(domains):
+    with pytest.raises(ValueError, match=r"^A bid starts as draft or approved, not submitted."):
+        bid_create(posting=PostingFactory(), actor="a", status=Bid.Status.SUBMITTED)
+
+
+def test_the_live_bid_named_is_the_postings_own(domains):
+    first, second = PostingFactory(), PostingFactory()
+    bid_create(posting=first, actor="a")
+    ended = bid_create(posting=second, actor="a")
+    bid_withdraw(bid=ended, actor="a")
+    live = bid_create(posting=second, actor="a", amount_cents=9000)
+    with pytest.raises(BidExists) as refused:
+        bid_create(posting=second, actor="b")
+    assert refused.value.existing_id == live.pk
+
+
+def test_a_bid_takes_the_postings_currency(domains):
+    bid = bid_create(posting=PostingFactory(currency="EUR"), actor="a")
+    assert bid.currency == "EUR"
+    assert "150.00 EUR" in bid.proposal
+
+
+@pytest.mark.parametrize("amount", [3000, 50000])
+def test_the_bounds_themselves_are_allowed(domains, amount):
+    assert (
+        bid_create(posting=PostingFactory(budget_max_cents=None), actor="a", amount_cents=amount).amount_cents == amount
+    )
+
+
+def test_a_posting_never_evaluated_needs_an_amount(domains):
+    with pytest.raises(BidRefused, match=r"^No amount: give one, or evaluate the posting first.$"):
+        bid_create(posting=PostingFactory(proposed_cents=None), actor="a")
+
+
+def test_the_template_names_the_domain_and_the_skills(domains):
+    with_domain = bid_create(posting=PostingFactory(skills=["csv", "excel"]), actor="a")
+    assert "small data analysis team (csv, excel)" in with_domain.proposal
+    without = bid_create(posting=PostingFactory(domain=None, skills=[]), actor="a")
+    assert "small freelance team (freelance)" in without.proposal
+
+
+def test_a_win_records_its_task_and_when(domains):
+    bid = BidFactory(status=Bid.Status.SUBMITTED)
+    bid_win(bid=bid, actor="operator")
+    bid.refresh_from_db()
+    assert bid.decided_at is not None
+    assert bid.events.get(kind="won").detail == f"Task #{bid.task_id}."

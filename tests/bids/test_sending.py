@@ -105,6 +105,8 @@ def test_reconciliation_follows_what_became_of_a_sent_bid(freelancer, freelancer
     bids_reconcile(marketplace=freelancer)
     bid.refresh_from_db()
     assert bid.status == status
+    if retracted:
+        assert bid.events.get().detail == "Retracted at the marketplace."
     assert Task.objects.filter(source="marketplace").count() == (status == "won")
     bids_reconcile(marketplace=freelancer)  # twice changes nothing more
     assert Task.objects.count() == (status == "won")
@@ -181,3 +183,155 @@ def test_the_reconcile_step_reports_a_marketplace_it_cannot_reach(freelancer, fr
     assert summary["failed"] and summary["failed"][0].startswith("freelancer: ")
     call_command("reconcile_bids")
     assert "Failed: freelancer: " in capsys.readouterr().err
+
+
+# --- What the timeline and the row say, with two bids in flight ------------------------------------
+
+
+def events_of(bid) -> list[tuple]:
+    return [(e.kind, e.from_status, e.to_status, e.actor, e.detail) for e in bid.events.all()]
+
+
+@pytest.fixture
+def two_approved(freelancer, freelancer_server):
+    bids = []
+    for title in ("Sales by region", "Expenses by month"):
+        project = freelancer_server.project_add(title, jobs=("Excel",))
+        posting = PostingFactory(marketplace=freelancer, external_id=str(project["id"]))
+        bids.append(BidFactory(posting=posting, status=Bid.Status.APPROVED, amount_cents=15000))
+    return bids
+
+
+def test_a_sent_bid_records_its_claim_and_its_remote_id(approved, freelancer_server):
+    before = Bid.objects.get(pk=approved.pk).updated_at
+    sent = bid_send(bid_id=approved.pk, actor="worker")
+    remote_id = sent.remote_id
+    assert events_of(sent) == [
+        ("claimed", "approved", "submitting", "worker", ""),
+        ("submitted", "submitting", "submitted", "worker", f"Sent. Remote id {remote_id}."),
+    ]
+    assert sent.submitted_at is not None and sent.claimed_at is not None
+    assert sent.updated_at > before
+
+
+def test_a_refusal_is_recorded_on_its_own_bid_only(two_approved, freelancer_server):
+    refused, other = two_approved
+    del freelancer_server.projects[int(refused.posting.external_id)]
+    Bid.objects.filter(pk=other.pk).update(status=Bid.Status.SUBMITTING)  # another sender's, in flight
+    failed = bid_send(bid_id=refused.pk, actor="worker")
+    (event,) = [e for e in events_of(failed) if e[0] == "refused"]
+    assert event[1:4] == ("submitting", "failed", "worker")
+    assert "Project not found" in event[4] and event[4] == failed.last_error
+    assert Bid.objects.get(pk=other.pk).status == Bid.Status.SUBMITTING
+    assert Bid.objects.get(pk=other.pk).last_error == ""
+
+
+def test_a_server_error_is_noted_on_its_own_bid_only(two_approved, freelancer_server):
+    first, other = two_approved
+    Bid.objects.filter(pk=other.pk).update(status=Bid.Status.SUBMITTING)
+    freelancer_server.fail_next(1, status=502, path=BIDS)
+    bid_send(bid_id=first.pk, actor="worker")
+    assert "502" in Bid.objects.get(pk=first.pk).last_error
+    assert Bid.objects.get(pk=other.pk).last_error == ""
+
+
+def test_reconciliation_settles_each_bid_with_its_own_remote_id(two_approved, freelancer, freelancer_server):
+    freelancer_server.drop_after_record = True
+    for bid in two_approved:
+        bid_send(bid_id=bid.pk, actor="worker")
+    freelancer_server.drop_after_record = False
+    assert all(bid.last_error for bid in Bid.objects.all())
+    counts = bids_reconcile(marketplace=freelancer)
+    assert counts == {"settled": 2, "resent": 0, "won": 0, "lost": 0, "withdrawn": 0}
+    remote_by_project = {str(b["project_id"]): str(b["id"]) for b in freelancer_server.bids.values()}
+    for bid in Bid.objects.select_related("posting"):
+        assert bid.remote_id == remote_by_project[bid.posting.external_id]
+        (event,) = [e for e in events_of(bid) if e[0] == "submitted"]
+        assert event == ("submitted", "submitting", "submitted", "reconcile",
+                         f"Found at the marketplace. Remote id {bid.remote_id}.")  # fmt: skip
+        assert bid.last_error == ""  # the lost answer's error is cleared once settled
+
+
+def test_the_grace_period_ends_exactly_at_its_length(approved, freelancer, freelancer_server, settings):
+    freelancer_server.fail_next(1, status=502, path=BIDS)
+    bid_send(bid_id=approved.pk, actor="worker")
+    claimed_at = Bid.objects.get(pk=approved.pk).claimed_at
+    grace = timedelta(seconds=settings.BID_RESUBMIT_GRACE_SECONDS)
+    assert bids_reconcile(marketplace=freelancer, now=claimed_at + grace - timedelta(microseconds=1))["resent"] == 0
+    assert bids_reconcile(marketplace=freelancer, now=claimed_at + grace)["resent"] == 1
+    bid = Bid.objects.get(pk=approved.pk)
+    assert bid.claimed_at > claimed_at  # the new claim's time: the next grace period counts from it
+    resent = [e for e in events_of(bid) if e[0] == "resent"]
+    assert resent == [("resent", "submitting", "submitting", "reconcile",
+                       "Not listed by the marketplace after the grace period: sent again.")]  # fmt: skip
+
+
+def test_two_bids_resent_in_one_round_are_both_counted(two_approved, freelancer, freelancer_server, settings):
+    freelancer_server.fail_next(2, status=502, path=BIDS)
+    for bid in two_approved:
+        bid_send(bid_id=bid.pk, actor="worker")
+    counts = bids_reconcile(marketplace=freelancer, now=later(settings.BID_RESUBMIT_GRACE_SECONDS + 1))
+    assert (counts["resent"], len(freelancer_server.bids)) == (2, 2)
+
+
+def test_reconciliation_counts_two_wins_and_two_losses(freelancer, freelancer_server):
+    for award in ("awarded", "awarded", "rejected", "revoked"):
+        project = freelancer_server.project_add()
+        remote = freelancer_server.bid_seed(project["id"], 150, award_status=award)
+        posting = PostingFactory(marketplace=freelancer, external_id=str(project["id"]))
+        BidFactory(posting=posting, status=Bid.Status.SUBMITTED, remote_id=str(remote))
+    assert bids_reconcile(marketplace=freelancer) == {"settled": 0, "resent": 0, "won": 2, "lost": 2, "withdrawn": 0}
+    lost = Bid.objects.filter(status=Bid.Status.LOST).first()
+    assert lost.decided_at is not None
+
+
+def test_a_sender_whose_claim_was_taken_over_records_nothing(approved, freelancer_server):
+    import uuid
+
+    from bids.marketplaces.base import MarketplaceError
+    from bids.services.bids import _place_failed, _settle_submitted
+
+    Bid.objects.filter(pk=approved.pk).update(status=Bid.Status.SUBMITTING, claim_token=uuid.uuid4())
+    stale = uuid.uuid4()
+    _place_failed(approved, stale, MarketplaceError("Refused."), actor="late")
+    _place_failed(approved, stale, MarketplaceError("Timed out.", transient=True), actor="late")
+    assert not _settle_submitted(approved, remote_id="1", actor="late", token=stale, detail="Sent.")
+    bid = Bid.objects.get(pk=approved.pk)
+    assert (bid.status, bid.last_error, bid.remote_id) == (Bid.Status.SUBMITTING, "", None)
+    assert not bid.events.exists()
+
+
+def test_a_bid_without_a_token_fails_and_frees_its_posting(approved, monkeypatch):
+    from tests.bids.conftest import FREELANCER_TOKEN_ENV
+
+    monkeypatch.delenv(FREELANCER_TOKEN_ENV)
+    failed = bid_send(bid_id=approved.pk, actor="worker")
+    assert (failed.status, failed.live_key) == (Bid.Status.FAILED, None)
+    assert FREELANCER_TOKEN_ENV in failed.last_error
+
+
+def test_training_mode_says_so_on_the_timeline(freelancer):
+    Marketplace.objects.filter(pk=freelancer.pk).update(training_mode=True)
+    bid = BidFactory(posting=PostingFactory(marketplace=freelancer), status=Bid.Status.APPROVED)
+    simulated = bid_send(bid_id=bid.pk, actor="worker")
+    assert events_of(simulated) == [
+        ("simulated", "approved", "simulated", "worker", "Training mode: nothing was sent.")
+    ]
+
+
+def test_an_error_text_is_kept_to_its_maximum():
+    from bids.marketplaces.base import ERROR_TEXT_MAX, MarketplaceError, error_text
+
+    assert error_text(MarketplaceError("x" * (ERROR_TEXT_MAX + 5))) == "x" * ERROR_TEXT_MAX
+    assert error_text(MarketplaceError("short")) == "short"
+
+
+@pytest.mark.django_db
+def test_sending_inside_a_transaction_is_refused_before_any_request(approved, freelancer_server):
+    from django.db import transaction
+
+    refused = pytest.raises(RuntimeError, match=r"^bid_send calls the marketplace: call it outside any transaction.$")
+    with refused, transaction.atomic():
+        bid_send(bid_id=approved.pk, actor="worker")
+    assert freelancer_server.requests == []
+    assert Bid.objects.get(pk=approved.pk).status == Bid.Status.APPROVED
