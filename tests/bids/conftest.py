@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.agency.conftest import fake_openai, fast_gateway  # noqa: F401  (the gateway's fixtures, shared)
+from tests.agency.conftest import fake_openai, fast_gateway, second_fake_openai  # noqa: F401  (the gateway's fixtures, shared)
 from tests.bids.factories import skilled_domain
 
 

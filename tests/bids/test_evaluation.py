@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 import pytest
 
 from bids.models import Marketplace, Posting
@@ -141,3 +143,78 @@ def test_only_api_marketplaces_with_enough_profit_and_confidence_bid_without_an_
     assert not auto_submit_allowed(marketplace=freelancer, evaluation=evaluation_at(freelancer, 5000))  # 45.00 kept
     weak = evaluation_at(freelancer, 20000, skills=("csv", "excel", "flutter"))  # 0.67 confidence
     assert not auto_submit_allowed(marketplace=freelancer, evaluation=weak)
+
+
+def evaluate(domains, **fields):
+    posting = PostingFactory.build(marketplace=fields.pop("marketplace", None) or MarketplaceFactory(), **fields)
+    return posting_evaluation(posting=posting, domains=list(domains.values()))
+
+
+def test_a_skip_for_skills_keeps_the_share_covered(domains):
+    assert evaluate(domains, skills=["logo design", "branding"]).confidence == Decimal("0.00")
+    nothing_listed = evaluate(domains, skills=[])
+    assert (nothing_listed.decision, nothing_listed.confidence) == (Posting.Decision.SKIP, Decimal("0.50"))
+
+
+def test_the_reasons_say_the_figures(demo_postings):
+    assert demo_postings["demo-0008"].reasons[-1] == "Budget 25.00 is below our minimum 30.00."
+    assert demo_postings["demo-0021"].reasons[-1] == "The budget is above what the agency bids on by itself."
+
+
+def test_a_budget_starting_at_our_maximum_is_still_ours(domains, settings):
+    at_max = evaluate(domains, budget_min_cents=settings.BID_MAX_CENTS, budget_max_cents=60000)
+    assert (at_max.decision, at_max.proposed_cents) == (Posting.Decision.BID, settings.BID_MAX_CENTS)
+
+
+def test_the_expected_cost_asks_each_steps_own_route(domains):
+    # The plan and work steps take the any-domain route (6 000 in at 100 ¢ + 1 500 out at 1 000 ¢ per 1M:
+    # 2.1 ¢ a call); the data domain's review step its own, free, local route.
+    route_of(deployment_at("http://127.0.0.1:9/v1", price_in="100", price_out="1000"))
+    review = route_of(deployment_at("http://127.0.0.1:9/v1", model="local", price_in="0", price_out="0"), name="r")
+    review.domain, review.purpose = domains["data_analysis"], "review"
+    review.save()
+    assert evaluate(domains).expected_cost_cents == 5  # 4.2 ¢ rounded up; the review would add 2.1 ¢
+    assert evaluate(domains, skills=["bookkeeping"]).expected_cost_cents == 7  # 6.3 ¢, up
+
+
+def test_a_step_without_a_route_costs_nothing_and_the_others_still_count(domains):
+    work = route_of(deployment_at("http://127.0.0.1:9/v1", price_in="100", price_out="1000"), name="w")
+    work.domain, work.purpose = domains["data_analysis"], "work"
+    work.save()
+    assert evaluate(domains).expected_cost_cents == 3  # plan and review have no route: 2.1 ¢ up
+
+
+def test_gpu_time_is_not_part_of_the_expected_cost(domains):
+    route_of(deployment_at("http://127.0.0.1:9/v1", price_in="0", price_out="0", gpu_second_cents="500"))
+    assert evaluate(domains).expected_cost_cents == 0
+
+
+def test_the_profit_is_rounded_half_up(domains):
+    # 100.12 at a 12.5 % fee keeps 87.605, rounded half up to 87.61 (half even would give 87.60).
+    evaluation = evaluate(
+        domains,
+        marketplace=MarketplaceFactory(fee_percent=Decimal("12.5")),
+        budget_min_cents=10012,
+        budget_max_cents=10012,
+    )
+    assert evaluation.expected_profit_cents == 8761
+
+
+@pytest.mark.parametrize(("price_in", "decision"), [("999.6667", Posting.Decision.SKIP), ("999.6666", "bid")])
+def test_a_bid_needs_at_least_a_cent_of_profit(domains, settings, price_in, decision):
+    settings.BID_EXPECTED_TOKENS = (1_000_000, 0)  # three calls: 2 999.0001 ¢ or 2 998.9998 ¢, rounded up
+    route_of(deployment_at("http://127.0.0.1:9/v1", price_in=price_in, price_out="0"))
+    evaluation = evaluate(
+        domains, marketplace=MarketplaceFactory(fee_percent=0), budget_min_cents=3000, budget_max_cents=3000
+    )
+    assert evaluation.decision == decision
+    assert evaluation.expected_profit_cents == (0 if decision == Posting.Decision.SKIP else 1)
+
+
+def test_the_auto_submit_thresholds_are_inclusive(domains, settings):
+    freelancer = MarketplaceFactory(kind=Marketplace.Kind.FREELANCER, fee_percent=0)
+    evaluation = evaluate(domains, marketplace=freelancer, budget_min_cents=10000, budget_max_cents=10000)
+    settings.BID_AUTO_MIN_PROFIT_CENTS, settings.BID_AUTO_MIN_CONFIDENCE = 10000, 1.0
+    assert auto_submit_allowed(marketplace=freelancer, evaluation=evaluation)
+    settings.BID_AUTO_MIN_PROFIT_CENTS = 10001
+    assert not auto_submit_allowed(marketplace=freelancer, evaluation=evaluation)

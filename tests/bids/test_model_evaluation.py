@@ -105,3 +105,80 @@ def test_a_model_writes_the_proposal_and_the_template_stands_in_when_it_cannot(d
     other = MarketplaceFactory()
     evaluated_one(other)
     assert "Our fixed price is" in Bid.objects.get(marketplace=other).proposal  # the template
+
+
+def test_the_model_reads_the_posting_and_the_rules_reasons_stay(domains, model):
+    model.then(ok(opinion("skip", 0.8, "Weekly calls.")))
+    posting = evaluated_one()
+    system, user = model.requests[0]["json"]["messages"]
+    assert system["role"] == "system" and user["role"] == "user"
+    assert "delivers Data analysis work" in system["content"]
+    assert '"decision": {"enum": ["bid", "skip", "needs_review"]}' in system["content"]
+    assert (
+        user["content"]
+        == "Title: Sales totals per region\nBudget: 100.00 to 200.00 USD\nSkills: csv, excel\n\nOrders CSV."
+    )
+    assert posting.reasons == ["Matches data_analysis.", "Model: Weekly calls."]
+
+
+def test_a_long_description_reaches_the_model_cut(domains, model):
+    from bids.marketplaces.base import FoundPosting
+
+    model.then(ok(opinion("bid")))
+    marketplace = MarketplaceFactory()
+    found = FoundPosting("long", "Sales", "d" * 5000, budget_min_cents=10000, budget_max_cents=20000, skills=("csv",))
+    posting_upsert_many(marketplace=marketplace, found=[found])
+    postings_evaluate(marketplace=marketplace, actor="scan")
+    assert model.requests[0]["json"]["messages"][1]["content"].endswith("\n\n" + "d" * 4000)
+
+
+def test_the_domains_evaluate_route_is_asked(domains, model, second_fake_openai):
+    evaluate = route_of(deployment_at(second_fake_openai.url), name="data-evaluate")
+    evaluate.domain, evaluate.purpose = domains["data_analysis"], "evaluate"
+    evaluate.save()
+    second_fake_openai.then(ok(opinion("bid", 0.9)))
+    evaluated_one()
+    assert (len(second_fake_openai.requests), len(model.requests)) == (1, 0)
+
+
+def test_the_models_confidence_is_rounded_half_up(domains, model):
+    model.then(ok(opinion("bid", 0.565)))
+    assert str(evaluated_one().confidence) == "0.57"
+
+
+def test_a_proposal_states_the_amount_and_a_failed_one_is_still_in_the_ledger(domains, model, settings):
+    settings.BID_MODEL_EVALUATION, settings.BID_MODEL_PROPOSALS = False, True
+    model.then(ok("not json"))
+    posting = evaluated_one()
+    system, user = model.requests[0]["json"]["messages"]
+    assert (system["role"], user["role"]) == ("system", "user")
+    assert "State the fixed price of 200.00 USD" in system["content"] and "Data analysis work" in system["content"]
+    assert '"proposal": {"type": "string"' in system["content"]
+    assert user["content"].startswith("Title: Sales totals per region\nBudget: 100.00 to 200.00 USD")
+    assert posting.model_calls.get().outcome == "invalid_output"
+
+
+def test_the_domains_propose_route_writes_the_proposal(domains, model, second_fake_openai, settings):
+    settings.BID_MODEL_EVALUATION, settings.BID_MODEL_PROPOSALS = False, True
+    propose = route_of(deployment_at(second_fake_openai.url), name="data-propose")
+    propose.domain, propose.purpose = domains["data_analysis"], "propose"
+    propose.save()
+    letter = "Totals per region and a chart, delivered as an HTML report, at a fixed price of 200.00 USD."
+    second_fake_openai.then(ok(json.dumps({"proposal": f"  {letter}  "})))
+    posting = evaluated_one()
+    assert Bid.objects.get(posting=posting).proposal == letter
+    assert model.requests == []
+
+
+def test_the_model_writes_proposals_only_when_asked_and_only_for_bids(domains, model, settings):
+    model.then(ok(opinion("bid")))
+    evaluated_one()
+    assert [r["json"]["messages"][0]["content"][:20] for r in model.requests] == ["You screen freelance"]
+    settings.BID_MODEL_PROPOSALS = True
+    letter = "Totals per region and a chart, delivered as an HTML report, at a fixed price of 200.00 USD."
+    model.then(ok(opinion("bid")), ok(json.dumps({"proposal": letter})))
+    posting = evaluated_one(MarketplaceFactory())
+    assert sorted(posting.model_calls.values_list("purpose", flat=True)) == ["evaluate", "propose"]
+    model.then(ok(opinion("skip")))
+    evaluated_one(MarketplaceFactory())
+    assert len(model.requests) == 4  # a skipped posting gets no proposal

@@ -108,3 +108,128 @@ def test_a_marketplace_credential_must_be_a_marketplace_variable():
     MarketplaceFactory.build(
         credential_env="MARKETPLACE_FREELANCER_TOKEN", kind=Marketplace.Kind.FREELANCER
     ).full_clean()
+
+
+def test_a_stored_posting_keeps_what_the_marketplace_said(domains):
+    from datetime import UTC, datetime
+
+    from bids.marketplaces.base import FoundPosting
+    from bids.services.postings import posting_upsert_many
+
+    found = FoundPosting(
+        "x-1", "Tidy a ledger", "Two hundred lines.", "https://jobs.example/x-1", 4000, 9000, "EUR",
+        ("bookkeeping",), datetime(2026, 11, 30, 8, 0, tzinfo=UTC), {"id": "x-1", "extra": [1, 2]},
+    )  # fmt: skip
+    assert posting_upsert_many(marketplace=MarketplaceFactory(), found=[found, found]) == 1  # listed twice
+    stored = Posting.objects.get()
+    assert (stored.title, stored.description, stored.url, stored.currency) == (
+        "Tidy a ledger", "Two hundred lines.", "https://jobs.example/x-1", "EUR"
+    )  # fmt: skip
+    assert (stored.budget_min_cents, stored.budget_max_cents, stored.skills) == (4000, 9000, ["bookkeeping"])
+    assert (stored.posted_at, stored.raw, stored.decision) == (
+        found.posted_at,
+        {"id": "x-1", "extra": [1, 2]},
+        "pending",
+    )
+
+
+def test_only_this_scans_own_new_rows_are_counted(domains):
+    from django.utils import timezone
+
+    from bids.marketplaces import adapter_for
+    from bids.services.postings import posting_upsert_many
+
+    here, there = MarketplaceFactory(), MarketplaceFactory()
+    found, now = adapter_for(here).search(), timezone.now()
+    assert posting_upsert_many(marketplace=there, found=found, now=now) == 36
+    assert posting_upsert_many(marketplace=here, found=found, now=now) == 36  # not 72: the other's are not ours
+    assert posting_upsert_many(marketplace=here, found=found) == 0  # seen again, even unevaluated
+    marketplace_scan(marketplace=here)
+    assert posting_upsert_many(marketplace=here, found=found, now=now) == 0  # evaluated rows are not new
+
+
+def test_a_scan_stores_each_evaluation_and_bids_as_scan(domains):
+    marketplace_scan(marketplace=MarketplaceFactory())
+    posting = Posting.objects.get(external_id="demo-0002")
+    assert (posting.domain.slug, posting.proposed_cents, posting.expected_cost_cents) == ("data_analysis", 15000, 0)
+    assert (posting.expected_profit_cents, str(posting.confidence)) == (13500, "1.00")
+    assert posting.evaluated_at is not None
+    bid = Bid.objects.get(posting=posting)
+    assert bid.events.get().actor == "scan"
+    assert "Our fixed price is 150.00 USD" in bid.proposal  # the template: no model writes proposals here
+
+
+def test_a_posting_another_scan_evaluated_meanwhile_is_left_to_it(domains):
+    from bids.services.postings import posting_upsert_many, postings_evaluate
+
+    marketplace = MarketplaceFactory()
+    from bids.marketplaces import adapter_for
+
+    posting_upsert_many(marketplace=marketplace, found=adapter_for(marketplace).search())
+    first = Posting.objects.order_by("pk").first()
+    seen = []
+
+    def another_scan_takes_the_first(posting):
+        seen.append(posting.pk)
+        if posting.pk == first.pk:
+            Posting.objects.filter(pk=first.pk).update(decision=Posting.Decision.REVIEW, reasons=["by hand"])
+
+    evaluated, bids = postings_evaluate(marketplace=marketplace, actor="scan", on_posting=another_scan_takes_the_first)
+    assert (evaluated, bids, len(seen)) == (35, DEMO_BIDS - 1, 36)  # demo-0001, the first, is a bid
+    first.refresh_from_db()
+    assert (first.decision, first.reasons) == (Posting.Decision.REVIEW, ["by hand"])
+    assert not Bid.objects.filter(posting=first).exists()
+
+
+def test_a_posting_with_a_live_bid_already_gets_no_second(domains):
+    from bids.marketplaces import adapter_for
+    from bids.services.postings import posting_upsert_many, postings_evaluate
+    from tests.bids.factories import BidFactory
+
+    marketplace = MarketplaceFactory()
+    posting_upsert_many(marketplace=marketplace, found=adapter_for(marketplace).search())
+    taken = Posting.objects.get(external_id="demo-0002")
+    BidFactory(posting=taken, status=Bid.Status.DRAFT)  # an operator's, made before the evaluation
+    assert postings_evaluate(marketplace=marketplace, actor="scan") == (36, DEMO_BIDS - 1)
+    assert Bid.objects.filter(posting=taken).count() == 1
+
+
+def test_each_marketplace_evaluates_only_its_own_postings(domains):
+    from bids.marketplaces import adapter_for
+    from bids.services.postings import posting_upsert_many, postings_evaluate
+
+    here, there = MarketplaceFactory(), MarketplaceFactory()
+    posting_upsert_many(marketplace=there, found=adapter_for(there).search())
+    assert postings_evaluate(marketplace=here, actor="scan") == (0, 0)
+    assert postings_evaluate(marketplace=there, actor="scan", limit=5)[0] == 5
+
+
+def test_a_marketplace_is_due_once_its_interval_has_passed(domains):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bids.services.postings import marketplace_scan_claim, marketplaces_due
+
+    now = timezone.now()
+    marketplace = MarketplaceFactory(scan_interval_seconds=600, last_scan_at=now - timedelta(seconds=600))
+    assert marketplaces_due(now=now) == [marketplace]
+    assert marketplaces_due(now=now - timedelta(seconds=1)) == []
+    stale = Marketplace.objects.get(pk=marketplace.pk)
+    assert marketplace_scan_claim(marketplace=marketplace, now=now)
+    assert not marketplace_scan_claim(marketplace=stale, now=now)  # another took this round
+    marketplace.refresh_from_db()
+    assert marketplace.last_scan_at == now
+
+
+def test_all_scans_every_active_marketplace_even_if_not_due(domains):
+    MarketplaceFactory(scan_interval_seconds=3600)
+    assert marketplaces_scan()["scanned"] == 1
+    assert marketplaces_scan()["scanned"] == 0
+    assert marketplaces_scan(force=True)["scanned"] == 1
+
+
+def test_progress_is_reported_per_posting(domains):
+    seen = []
+    marketplace_scan(marketplace=MarketplaceFactory(), on_posting=seen.append)
+    assert len(seen) == 36 and all(isinstance(posting, Posting) for posting in seen)
