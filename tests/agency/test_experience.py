@@ -2,7 +2,7 @@
 
 import pytest
 
-from agency.models import Experience
+from agency.models import Experience, TrainingExample
 from agency.services.experience import experience_record, experience_similar, index_terms
 from tests.agency.factories import TaskFactory, domain
 from tests.agency.retrieval_set import OTHER_DOMAIN, QUERIES, RECORDS
@@ -69,3 +69,71 @@ def test_index_terms_fold_case_plurals_and_stop_words():
     assert index_terms("The Sales of Regions, per Month; 2026 totals & NPS") == [
         "sale", "region", "month", "2026", "total", "nps"]  # fmt: skip
     assert index_terms("business class") == ["business", "class"]  # no folding of -ss
+
+
+def _records(*terms: str) -> list[Experience]:
+    task = TaskFactory(domain=domain("data_analysis"))
+    return [
+        Experience.objects.create(task=TaskFactory(domain=task.domain), domain=task.domain, title=t, summary=t, terms=t)
+        for t in terms
+    ]
+
+
+def test_it_weighs_rarity_repetition_and_length_as_bm25_does():
+    # Five records whose order under BM25 (k1 1.2, b 0.75) changes if the rare-term weight, the
+    # saturation of repeated terms or the length normalisation is computed otherwise.
+    records = _records(
+        "eps alpha alpha",
+        "eps alpha alpha beta",
+        "eps beta gamma delta delta",
+        "delta eps alpha delta alpha delta beta",
+        "delta zeta delta gamma zeta eps",
+    )
+    found = experience_similar(domain=domain("data_analysis"), text="alpha gamma", limit=5)
+    assert found == [records[2], records[0], records[4], records[1], records[3]]
+
+
+def test_equal_scores_go_to_the_newer_record():
+    older, newer = _records("sales region", "sales region")
+    assert experience_similar(domain=domain("data_analysis"), text="region", limit=2) == [newer, older]
+
+
+def test_index_terms_keep_two_letter_words_and_fold_four_letter_plurals():
+    assert index_terms("a b2 cats bus glass x") == ["b2", "cat", "bus", "glass"]
+
+
+@pytest.mark.parametrize(
+    ("verdict", "rating"),
+    [({"score": 1}, 1), ({"score": 5}, 5), ({"score": 0}, None), ({"score": 6}, None), ({"score": "5"}, None),
+     ("5", None)],
+)  # fmt: skip
+def test_a_training_example_keeps_a_review_score_from_1_to_5(verdict, rating):
+    examples = _captured(verdict, kinds=("cloud",))
+    assert [example.rating for example in examples] == [rating]
+
+
+def test_only_cloud_answers_become_training_examples_whatever_their_order():
+    examples = _captured({"score": 4}, kinds=("local", "cloud", "local", "cloud"))
+    assert len(examples) == 2 and all(isinstance(example, TrainingExample) for example in examples)
+    assert {example.teacher.provider.kind for example in examples} == {"cloud"}
+    assert TrainingExample.objects.count() == 2
+
+
+def _captured(verdict, *, kinds: tuple[str, ...]) -> list:
+    from agency.agents.base import TeacherStep
+    from agency.models import AgentProfile, Attempt, ModelCall
+    from agency.services.experience import training_capture
+    from tests.agency.gateway_setup import deployment_at
+
+    task = TaskFactory(domain=domain("data_analysis"))
+    attempt = Attempt.objects.create(task=task, profile=AgentProfile.objects.get(name="baseline"), number=1)
+    steps = []
+    for n, kind in enumerate(kinds):
+        deployment = deployment_at("http://127.0.0.1:9/v1", model=f"m{n}")
+        deployment.provider.kind = kind
+        deployment.provider.save()
+        purpose = ("plan", "work", "review", "evaluate")[n]
+        call = ModelCall.objects.create(deployment=deployment, purpose=purpose, task=task, agent_attempt=attempt,
+                                        attempt=1, outcome="ok", latency_ms=5)  # fmt: skip
+        steps.append(TeacherStep(call, [{"role": "user", "content": f"step {n}"}], f"answer {n}"))
+    return training_capture(task=task, attempt=attempt, calls=steps, verdict=verdict)
