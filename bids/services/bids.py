@@ -255,14 +255,14 @@ def bids_reconcile(
     return counts
 
 
-def bids_reconcile_all(*, now: datetime | None = None) -> dict:
+def bids_reconcile_all() -> dict:
     """The cycle's reconciliation step, over every active marketplace that takes API bids."""
     summary: dict = {"settled": 0, "resent": 0, "won": 0, "lost": 0, "withdrawn": 0, "failed": []}
     for marketplace in Marketplace.objects.filter(active=True, training_mode=False).order_by("slug"):
         if not marketplace.takes_api_bids:
             continue
         try:
-            counts = bids_reconcile(marketplace=marketplace, now=now)
+            counts = bids_reconcile(marketplace=marketplace)
         except MarketplaceError as exc:
             summary["failed"].append(f"{marketplace.slug}: {exc}")
             continue

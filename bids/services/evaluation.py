@@ -219,7 +219,8 @@ def _model_answer(
 
 
 def _posting_text(posting: Posting) -> str:
-    budget = f"{(posting.budget_min_cents or 0) / 100:.2f} to {(posting.budget_max_cents or 0) / 100:.2f}"
+    low, high = posting.budget_min_cents, posting.budget_max_cents
+    budget = f"up to {high / 100:.2f}" if low is None else f"{low / 100:.2f} to {high / 100:.2f}"
     return (
         f"Title: {posting.title}\nBudget: {budget} {posting.currency}\nSkills: {', '.join(posting.skills or [])}\n\n"
         f"{posting.description[:4000]}"

@@ -18,7 +18,7 @@ from bids.models import Bid, BidEvent
 from bids.services.bids import BidExists, bid_create, bid_send, bids_reconcile
 from tests.bids.conftest import FREELANCER_TOKEN_ENV
 from tests.bids.factories import BidFactory, PostingFactory
-from tests.bids.fake_marketplaces import FREELANCER_TOKEN
+from tests.bids.fake_marketplaces import BIDS, FREELANCER_TOKEN
 from tests.concurrency import run_at_once
 from tests.conftest import database_url
 from tests.processes import ROOT, hung_port, stop, wait_for
@@ -203,3 +203,16 @@ def test_eight_concurrent_withdrawals_of_a_sent_bid_succeed_once(project_posting
     retractions = [r for r in freelancer_server.requests if r.method == "PUT"]
     assert len(retractions) == 1
     assert next(iter(freelancer_server.bids.values()))["retracted"] is True
+
+
+def test_four_reconcilers_resend_a_stale_bid_once(project_posting, freelancer, freelancer_server, settings):
+    bid = BidFactory(posting=project_posting, status=Bid.Status.APPROVED)
+    freelancer_server.fail_next(1, status=502, path=BIDS)
+    bid_send(bid_id=bid.pk, actor="worker")  # the placement fails: left submitting
+    assert Bid.objects.get(pk=bid.pk).status == Bid.Status.SUBMITTING
+    long_ago = timezone.now() - timedelta(seconds=settings.BID_RESUBMIT_GRACE_SECONDS + 1)
+    Bid.objects.filter(pk=bid.pk).update(claimed_at=long_ago)  # its sender died long ago
+    results = run_at_once(4, lambda i: bids_reconcile(marketplace=freelancer))
+    assert sum(result["resent"] for result in results) == 1
+    assert len(freelancer_server.bids) == 1
+    assert BidEvent.objects.filter(bid=bid, kind="resent").count() == 1

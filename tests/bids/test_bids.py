@@ -176,6 +176,8 @@ def test_a_win_needs_the_postings_domain(domains):
 def test_every_change_writes_who_did_what_and_why(domains):
     bid = BidFactory(status=Bid.Status.DRAFT)
     bid_reject(bid=bid, actor="operator", reason="Too vague a brief.")
+    plain = bid_reject(bid=BidFactory(status=Bid.Status.DRAFT), actor="operator")
+    assert plain.events.get().detail == ""
     other = BidFactory(status=Bid.Status.DRAFT)
     bid_transition(bid=other, to=Bid.Status.APPROVED, actor="api:key:1")
     assert [(e.kind, e.from_status, e.to_status, e.actor, e.detail) for e in bid.events.all()] == [
@@ -205,10 +207,10 @@ def test_a_bid_starts_only_as_a_draft_or_approved(domains):
 
 def test_the_live_bid_named_is_the_postings_own(domains):
     first, second = PostingFactory(), PostingFactory()
-    bid_create(posting=first, actor="a")
     ended = bid_create(posting=second, actor="a")
     bid_withdraw(bid=ended, actor="a")
     live = bid_create(posting=second, actor="a", amount_cents=9000)
+    bid_create(posting=first, actor="a")  # newer, on another posting
     with pytest.raises(BidExists) as refused:
         bid_create(posting=second, actor="b")
     assert refused.value.existing_id == live.pk

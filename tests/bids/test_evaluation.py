@@ -218,3 +218,8 @@ def test_the_auto_submit_thresholds_are_inclusive(domains, settings):
     assert auto_submit_allowed(marketplace=freelancer, evaluation=evaluation)
     settings.BID_AUTO_MIN_PROFIT_CENTS = 10001
     assert not auto_submit_allowed(marketplace=freelancer, evaluation=evaluation)
+
+
+def test_the_confidence_is_rounded_half_up(domains):
+    skills = ["excel", "flutter", "swift", "kotlin", "unity", "blender", "figma", "sketch"]  # 1 of 8: 0.125
+    assert evaluate(domains, skills=skills).confidence == Decimal("0.13")

@@ -182,3 +182,20 @@ def test_the_model_writes_proposals_only_when_asked_and_only_for_bids(domains, m
     model.then(ok(opinion("skip")))
     evaluated_one(MarketplaceFactory())
     assert len(model.requests) == 4  # a skipped posting gets no proposal
+
+
+def test_a_budget_with_only_a_maximum_reads_up_to_it(domains, model):
+    from bids.marketplaces.base import FoundPosting
+
+    model.then(ok(opinion("bid")))
+    marketplace = MarketplaceFactory()
+    found = FoundPosting("cap", "Sales", "Orders.", budget_min_cents=None, budget_max_cents=20000, skills=("csv",))
+    posting_upsert_many(marketplace=marketplace, found=[found])
+    postings_evaluate(marketplace=marketplace, actor="scan")
+    assert "\nBudget: up to 200.00 USD\n" in model.requests[0]["json"]["messages"][1]["content"]
+
+
+def test_no_answer_at_all_links_no_ledger_row_it_does_not_have(domains, model):
+    model.default = status(503)
+    posting = evaluated_one()
+    assert posting.model_calls.count() == 0  # the failures are in the ledger, unlinked: no call answered

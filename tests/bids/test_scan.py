@@ -233,3 +233,9 @@ def test_progress_is_reported_per_posting(domains):
     seen = []
     marketplace_scan(marketplace=MarketplaceFactory(), on_posting=seen.append)
     assert len(seen) == 36 and all(isinstance(posting, Posting) for posting in seen)
+
+
+def test_the_cycle_step_reports_progress_too(domains):
+    MarketplaceFactory()
+    seen = []
+    assert marketplaces_scan(on_posting=seen.append)["evaluated"] == len(seen) == 36

@@ -335,3 +335,63 @@ def test_sending_inside_a_transaction_is_refused_before_any_request(approved, fr
         bid_send(bid_id=approved.pk, actor="worker")
     assert freelancer_server.requests == []
     assert Bid.objects.get(pk=approved.pk).status == Bid.Status.APPROVED
+
+
+def test_a_settled_bid_is_not_changed_by_a_late_answer_of_its_own_claim(approved, freelancer_server):
+    from bids.marketplaces.base import MarketplaceError
+    from bids.services.bids import _place_failed, _settle_submitted
+
+    sent = bid_send(bid_id=approved.pk, actor="worker")
+    token = Bid.objects.get(pk=sent.pk).claim_token
+    _place_failed(sent, token, MarketplaceError("Refused late."), actor="late")
+    _place_failed(sent, token, MarketplaceError("Timed out late.", transient=True), actor="late")
+    assert not _settle_submitted(sent, remote_id="999", actor="late", token=None, detail="Found.")
+    bid = Bid.objects.get(pk=sent.pk)
+    assert (bid.status, bid.remote_id, bid.last_error) == (Bid.Status.SUBMITTED, sent.remote_id, "")
+    assert [e[0] for e in events_of(bid)] == ["claimed", "submitted"]
+
+
+def test_failing_and_settling_move_the_rows_update_time(approved, two_approved, freelancer_server):
+    first, second = two_approved
+    before = {bid.pk: Bid.objects.get(pk=bid.pk).updated_at for bid in (first, second)}
+    freelancer_server.projects.pop(int(first.posting.external_id))
+    bid_send(bid_id=first.pk, actor="worker")
+    bid_send(bid_id=second.pk, actor="worker")
+    for bid in (first, second):
+        assert Bid.objects.get(pk=bid.pk).updated_at > before[bid.pk]
+
+
+def test_withdrawing_a_draft_calls_nothing(freelancer, freelancer_server):
+    draft = BidFactory(posting=PostingFactory(marketplace=freelancer), status=Bid.Status.DRAFT)
+    bid_withdraw(bid=Bid.objects.select_related("marketplace").get(pk=draft.pk), actor="operator")
+    assert [r for r in freelancer_server.requests if r.method == "PUT"] == []
+    assert Bid.objects.get(pk=draft.pk).last_error == ""
+
+
+def test_the_retraction_is_on_the_timeline(approved, freelancer_server):
+    sent = bid_send(bid_id=approved.pk, actor="worker")
+    bid_withdraw(bid=sent, actor="operator")
+    assert events_of(sent)[-1] == ("retracted", "", "", "operator", "Retracted at the marketplace.")
+
+
+def test_the_reconcile_step_adds_up_every_marketplace_and_goes_past_a_broken_one(freelancer, freelancer_server):
+    from bids.services.bids import bids_reconcile_all
+    from tests.bids.conftest import FREELANCER_TOKEN_ENV
+
+    Marketplace.objects.create(
+        slug="a-broken", name="Broken", kind=Marketplace.Kind.FREELANCER, base_url="http://127.0.0.1:9",
+        credential_env=FREELANCER_TOKEN_ENV, training_mode=False,
+    )  # fmt: skip
+    twin = Marketplace.objects.create(
+        slug="twin", name="Twin", kind=Marketplace.Kind.FREELANCER, base_url=freelancer_server.url,
+        credential_env=FREELANCER_TOKEN_ENV, training_mode=False,
+    )  # fmt: skip
+    freelancer_server.drop_after_record = True
+    for marketplace in (freelancer, twin):
+        project = freelancer_server.project_add()
+        posting = PostingFactory(marketplace=marketplace, external_id=str(project["id"]))
+        bid_send(bid_id=BidFactory(posting=posting, status=Bid.Status.APPROVED).pk, actor="worker")
+    freelancer_server.drop_after_record = False
+    summary = bids_reconcile_all()
+    assert summary["settled"] == 2
+    assert [failure.split(":")[0] for failure in summary["failed"]] == ["a-broken"]
