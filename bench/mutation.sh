@@ -19,6 +19,11 @@
 # mutmut may pick from (default: all of tests/). A function that nearly every test reaches (such as
 # task_transition) then takes minutes instead of hours; the score it gives is a lower bound, since a
 # left-out test could only have killed more mutants.
+#
+# MUTATION_DATABASE_URL=postgres://postgres@127.0.0.1:5432/agency runs the tests on that server
+# instead of SQLite (each test session on a database of its own), for code only a server runs (the
+# PostgreSQL upsert of a scan). MUTATION_ONLY="bids.services.postings.x__upsert_postgresql*" limits
+# the run to mutants of those names; the line printed then counts the others as not checked.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MUTMUT="$ROOT/.venv/bin/mutmut"
@@ -52,11 +57,16 @@ TOML
 cd "$scratch"
 unset DATABASE_URL CELERY_BROKER_URL CACHE_URL
 export AGENCY_DOTENV=false PYTHONWARNINGS=ignore
-# Every test session mutmut starts copies this migrated database instead of migrating its own
-# (tests/conftest.py, pytest_sessionstart): a few seconds saved per mutant.
-DATABASE_URL="sqlite:///$scratch/test-template.sqlite3" "$ROOT/.venv/bin/python" manage.py migrate -v0
-export AGENCY_TEST_DB_TEMPLATE="$scratch/test-template.sqlite3"
+if [ -n "${MUTATION_DATABASE_URL:-}" ]; then
+    export DATABASE_URL="$MUTATION_DATABASE_URL" AGENCY_TEST_DB_PER_PROCESS=1
+else
+    # Every test session mutmut starts copies this migrated database instead of migrating its own
+    # (tests/conftest.py, pytest_sessionstart): a few seconds saved per mutant.
+    DATABASE_URL="sqlite:///$scratch/test-template.sqlite3" "$ROOT/.venv/bin/python" manage.py migrate -v0
+    export AGENCY_TEST_DB_TEMPLATE="$scratch/test-template.sqlite3"
+fi
 echo "Mutating $* in $scratch (the suite runs once first; a few minutes per module)…"
-"$MUTMUT" run --max-children 2 >"$scratch/run.log" 2>&1 || { tail -40 "$scratch/run.log"; exit 1; }
+read -r -a only <<<"${MUTATION_ONLY:-}"
+"$MUTMUT" run --max-children 2 "${only[@]}" >"$scratch/run.log" 2>&1 || { tail -40 "$scratch/run.log"; exit 1; }
 "$MUTMUT" results --all true 2>/dev/null | "$ROOT/.venv/bin/python" "$ROOT/bench/mutation_report.py" \
     "$ROOT/bench/mutation-equivalent.txt" "$@"

@@ -23,9 +23,16 @@ DESELECTED = {
 
 
 def pytest_sessionstart(session):
-    """With `AGENCY_TEST_DB_TEMPLATE` (bench/mutation.sh), each session starts from its own copy of
-    one migrated SQLite file instead of migrating a new database: migrations are most of the time
-    of the short sessions mutation testing runs by the thousand. Normal runs are not affected."""
+    """For bench/mutation.sh; normal runs are not affected.
+
+    With `AGENCY_TEST_DB_PER_PROCESS` (tests on a database server), each session has a test
+    database named after its process, so sessions run side by side. With `AGENCY_TEST_DB_TEMPLATE`,
+    each session starts from its own copy of one migrated SQLite file instead of migrating a new
+    database: migrations are most of the time of the short sessions mutation testing runs by the
+    thousand."""
+    if os.environ.get("AGENCY_TEST_DB_PER_PROCESS"):  # mutation runs on a server: sessions side by side
+        connection.settings_dict["TEST"]["NAME"] = f"test_agency_{os.getpid()}"
+        return
     template = os.environ.get("AGENCY_TEST_DB_TEMPLATE")
     if not template:
         return
