@@ -239,3 +239,16 @@ def test_the_cycle_step_reports_progress_too(domains):
     MarketplaceFactory()
     seen = []
     assert marketplaces_scan(on_posting=seen.append)["evaluated"] == len(seen) == 36
+
+
+@pytest.mark.postgres
+def test_the_postgresql_upsert_is_one_traced_statement_storing_empty_reasons(domains, recorded_spans):
+    from bids.marketplaces import adapter_for
+    from bids.services.postings import posting_upsert_many
+
+    marketplace = MarketplaceFactory()
+    posting_upsert_many(marketplace=marketplace, found=adapter_for(marketplace).search())
+    (span,) = [s for s in recorded_spans.get_finished_spans() if s.name == "INSERT bids_posting"]
+    assert (span.attributes["db.system"], span.attributes["agency.rows"]) == ("postgresql", 36)
+    assert set(Posting.objects.values_list("decision", flat=True)) == {"pending"}
+    assert all(reasons == [] for reasons in Posting.objects.values_list("reasons", flat=True))
