@@ -91,3 +91,27 @@ def test_it_lets_exactly_one_of_two_concurrent_conflicting_transitions_win():
         [winner] = [to for o, to in outcomes if o == "won"]
         assert Task.objects.get(pk=task.pk).status == winner
         assert list(TaskEvent.objects.filter(task=task).values_list("to_status", flat=True)) == [winner]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["status", "paid_at", "completed_at"])
+def test_the_status_and_its_timestamps_cannot_be_set_alongside(field):
+
+    task = TaskFactory(status="pending")
+    with pytest.raises(ValueError, match=r"^status and its timestamps are set by the transition itself$"):
+        task_transition(task=task, to="paid", actor="x", **{field: None})
+    assert Task.objects.get(pk=task.pk).status == "pending"
+
+
+@pytest.mark.django_db
+def test_a_refused_transition_names_the_task():
+
+    task = TaskFactory(status="pending")
+    stale = Task.objects.get(pk=task.pk)
+    task_transition(task=task, to="cancelled", actor="x")
+    with pytest.raises(InvalidTransition) as refused:
+        task_transition(task=stale, to="paid", actor="y")
+    assert refused.value.existing_id == task.pk
+    with pytest.raises(InvalidTransition, match=r"^A cancelled task cannot become paid.$") as impossible:
+        task_transition(task=Task.objects.get(pk=task.pk), to="paid", actor="y")
+    assert impossible.value.existing_id == task.pk

@@ -247,3 +247,27 @@ def test_a_win_records_its_task_and_when(domains):
     bid.refresh_from_db()
     assert bid.decided_at is not None
     assert bid.events.get(kind="won").detail == f"Task #{bid.task_id}."
+
+
+def test_a_won_task_is_medium_priced_in_the_bids_currency_with_its_history(domains, settings):
+    settings.HIGH_VALUE_THRESHOLD_CENTS = 25000
+    bid = BidFactory(status=Bid.Status.SUBMITTED, amount_cents=25000, currency="EUR")
+    bid_win(bid=bid, actor="reconcile")
+    task = Task.objects.get()
+    assert (task.complexity, task.currency, task.is_high_value) == ("medium", "EUR", True)  # at the threshold
+    assert [(e.from_status, e.to_status, e.actor, e.reason) for e in task.events.order_by("pk")] == [
+        ("", "pending", "reconcile", "bid won"),
+        ("pending", "paid", "reconcile", "escrowed by the marketplace"),
+    ]
+
+
+def test_a_win_made_twice_by_key_finds_the_first_task(domains):
+    from agency.services.tasks import task_create_marketplace
+
+    bid = BidFactory(status=Bid.Status.SUBMITTED)
+    fields = {"domain": domains["legal"], "title": "T" * 250, "description": "", "price_cents": 9000,
+              "currency": "USD", "actor": "a", "work_key": bid.idempotency_key}  # fmt: skip
+    first = task_create_marketplace(**fields)
+    again = task_create_marketplace(**fields)
+    assert again == first and Task.objects.count() == 1
+    assert len(first.title) == 200
