@@ -1,4 +1,4 @@
-"""What every marketplace adapter offers, and what they share: ids, money, HTTP and the breaker.
+"""What every marketplace adapter offers, and what they share: ids, money, the token, HTTP and the breaker.
 
 An adapter searches, places a bid, lists the agency's own bids (reconciliation) and retracts one.
 Adapters raise `MarketplaceError`: `transient` when trying again later may work (timeouts, 5xx,
@@ -8,6 +8,7 @@ reconciliation settles (docs/bids.md "Exactly once").
 """
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -19,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from bids.models import Marketplace
+from bids.models import CREDENTIAL_ENV_PREFIX, Marketplace
 
 
 class MarketplaceError(Exception):
@@ -125,6 +126,33 @@ def cents(amount: object) -> int | None:
     if not value.is_finite() or value < 0:
         return None
     return int((value * 100).to_integral_value())
+
+
+# --- The token ----------------------------------------------------------------------------------
+
+
+def token_for(marketplace: Marketplace) -> str:
+    """The token, or a `MarketplaceError` (not transient: waiting will not set a variable) naming what to set.
+
+    The prefix is checked here as well as by the model's validator, because rows written without
+    `full_clean` (the shell, a data migration) skip validators: no name may make us send, say, the
+    database's password to a remote server.
+    """
+    name = marketplace.credential_env
+    if not name:
+        raise MarketplaceError(
+            f"{marketplace.slug}: no API token: name a {CREDENTIAL_ENV_PREFIX}… variable in the marketplace's "
+            f"credential_env and set {CREDENTIAL_ENV_PREFIX}… in the environment."
+        )
+    if not name.startswith(CREDENTIAL_ENV_PREFIX):
+        raise MarketplaceError(
+            f"{marketplace.slug}: credential_env {name!r} does not start with {CREDENTIAL_ENV_PREFIX}; "
+            f"set {CREDENTIAL_ENV_PREFIX}… and name it instead."
+        )
+    token = os.environ.get(name, "").strip()
+    if not token:
+        raise MarketplaceError(f"{marketplace.slug}: no API token: set {name} in the environment.")
+    return token
 
 
 # --- HTTP --------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from bids.marketplaces.base import (
     external_id_for,
     http_client,
     read_retrying,
+    token_for,
 )
-from bids.marketplaces.credentials import token_for
 from bids.models import Marketplace
 
 SITE = "https://www.freelancer.com"

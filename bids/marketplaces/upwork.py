@@ -19,8 +19,8 @@ from bids.marketplaces.base import (
     http_client,
     read_retrying,
     response_checked,
+    token_for,
 )
-from bids.marketplaces.credentials import token_for
 
 SITE = "https://www.upwork.com"
 SEARCH = """

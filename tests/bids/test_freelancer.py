@@ -9,29 +9,23 @@ import pytest
 from bids.marketplaces import adapter_for
 from bids.marketplaces.base import FoundPosting, MarketplaceError, RemoteBid
 from bids.marketplaces.freelancer import BIDS_PAGE_SIZE, FreelancerError
-from bids.models import Marketplace
+from tests.bids.conftest import FREELANCER_TOKEN_ENV
 from tests.bids.fake_marketplaces import BIDS, FREELANCER_TOKEN, PROJECTS_ACTIVE, SELF, FakeFreelancer
 
-TOKEN_ENV = "MARKETPLACE_FREELANCER_TOKEN"
+TOKEN_ENV = FREELANCER_TOKEN_ENV
 
 
 @pytest.fixture
-def fake():
-    with FakeFreelancer() as server:
-        yield server
+def fake(freelancer_server):
+    return freelancer_server
 
 
 @pytest.fixture
-def marketplace(db, fake, monkeypatch):
-    monkeypatch.setenv(TOKEN_ENV, FREELANCER_TOKEN)
-    return Marketplace.objects.create(
-        slug="freelancer",
-        name="Freelancer.com",
-        kind=Marketplace.Kind.FREELANCER,
-        base_url=fake.url,
-        credential_env=TOKEN_ENV,
-        search={"query": "data", "limit": 2, "max_results": 10},
-    )
+def marketplace(freelancer):
+    """The shared live marketplace at the fake (tests/bids/conftest.py), searching in small pages."""
+    freelancer.search = {"query": "data", "limit": 2, "max_results": 10}
+    freelancer.save(update_fields=["search"])
+    return freelancer
 
 
 @pytest.fixture
