@@ -12,6 +12,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
@@ -21,10 +22,11 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from agency.agents.base import AgentOutput, agent_run
+from agency.agents.base import AgentOutput, Produced, agent_run
 from agency.models import AgentProfile, Attempt, Task
 from agency.services.delivery import deliverable_add
 from agency.services.experience import experience_record, training_capture
+from agency.services.routing import profile_routed
 from agency.services.tasks import InvalidTransition, task_transition
 from escalations.services import escalation_open, failure_decide
 
@@ -87,13 +89,8 @@ def lease_renew(*, task: Task, worker: str) -> None:
 
 
 def profile_for(*, task: Task) -> AgentProfile | None:
-    """The active profile for the task's domain (or every domain) with the lowest priority."""
-    return (
-        AgentProfile.objects.filter(Q(domain=task.domain_id) | Q(domain__isnull=True), active=True)
-        .select_related("route")
-        .order_by("priority", "name")
-        .first()
-    )
+    """The profile routed for the task's domain (a promotion), else the active one with the lowest priority."""
+    return profile_routed(domain=task.domain)
 
 
 def task_work_run(*, task_id: int, worker: str | None = None) -> str:
@@ -120,10 +117,10 @@ def task_work_run(*, task_id: int, worker: str | None = None) -> str:
 
 
 def _arena(*, task: Task, worker: str) -> str | None:
-    """A high-value task goes to the arena when one is plugged in (`PIPELINE_ARENA_HOOK`, the dotted
-    path of a function taking the task and the worker and returning what happened); without one it
-    takes the single-agent path."""
-    if not (task.is_high_value and settings.PIPELINE_ARENA_HOOK):
+    """The arena takes the task when one is plugged in (`PIPELINE_ARENA_HOOK`, the dotted path of a
+    function taking the task and the worker) and wants it: the hook returns what happened, or None
+    for the single-agent path."""
+    if not settings.PIPELINE_ARENA_HOOK:
         return None
     return import_string(settings.PIPELINE_ARENA_HOOK)(task=task, worker=worker)
 
@@ -141,7 +138,7 @@ def _attempt_one(*, task: Task, worker: str) -> str:
     attempt = _attempt_start(task=task, profile=profile, worker=worker)
     started = time.monotonic()
     output = agent_run(profile=profile, task=task, attempt=attempt)
-    _attempt_finish(attempt=attempt, output=output, compute_ms=int((time.monotonic() - started) * 1000))
+    attempt_close(attempt=attempt, output=output, compute_ms=int((time.monotonic() - started) * 1000))
     lease_renew(task=task, worker=worker)
     if output.outcome == Outcome.DECLINED:
         return _escalate(task=task, worker=worker, reason="no_capable_agent", detail=output.detail)
@@ -157,12 +154,18 @@ def _attempt_start(*, task: Task, profile: AgentProfile, worker: str) -> Attempt
         if not Task.objects.filter(pk=task.pk, lease_owner=worker).update(attempts=task.attempts + 1):
             raise LeaseLost(f"Task #{task.pk} was taken over by another worker.")
         task.attempts += 1
-        number = Attempt.objects.filter(task=task, profile=profile).count() + 1
-        return Attempt.objects.create(task=task, profile=profile, number=number, worker=worker)
+        return attempt_open(task=task, profile=profile, worker=worker)
 
 
-def _attempt_finish(*, attempt: Attempt, output: AgentOutput, compute_ms: int) -> None:
-    """Record the attempt's result; an attempt abandoned meanwhile (takeover) keeps its state."""
+def attempt_open(*, task: Task, profile: AgentProfile, worker: str) -> Attempt:
+    """A running attempt of `profile` at `task`, numbered after the profile's earlier ones."""
+    number = Attempt.objects.filter(task=task, profile=profile).count() + 1
+    return Attempt.objects.create(task=task, profile=profile, number=number, worker=worker)
+
+
+def attempt_close(*, attempt: Attempt, output: AgentOutput, compute_ms: int) -> None:
+    """Record the attempt's result, its model cost summed from its ledger rows; an attempt abandoned
+    meanwhile (takeover) keeps its state and the caller gets `LeaseLost`."""
     cost = attempt.model_calls.aggregate(total=Sum("cost_cents"))["total"] or 0
     fields = {
         "outcome": output.outcome,
@@ -182,34 +185,51 @@ def _attempt_finish(*, attempt: Attempt, output: AgentOutput, compute_ms: int) -
 
 
 def _complete(*, task: Task, attempt: Attempt, output: AgentOutput, worker: str) -> str:
-    """Store the deliverable and complete the task in one transaction: the lease holder's
-    compare-and-set decides, so a task gets one deliverable however many workers finish."""
+    task_deliver(
+        task=task,
+        files=output.files,
+        summary=output.summary,
+        actor=f"pipeline {worker}",
+        reason=f"attempt {attempt.number} by {attempt.profile.name} approved",
+        holder=worker,
+        then=lambda: training_capture(task=task, attempt=attempt, calls=output.teacher_steps, verdict=output.verdict),
+    )
+    logger.info("task_completed_by_agent", attempt=attempt.number, profile=attempt.profile.name)
+    return "completed"
+
+
+def task_deliver(
+    *,
+    task: Task,
+    files: list[Produced],
+    summary: str,
+    actor: str,
+    reason: str,
+    holder: str,
+    then: Callable[[], object] | None = None,
+) -> None:
+    """Store the deliverable and complete the task (from `reviewing`) in one transaction, with
+    `then` (more writes of the same commit): the lease holder's compare-and-set decides, so a task
+    gets one deliverable however many workers finish."""
     stored = []
     try:
         with transaction.atomic():
-            for produced in output.files:
+            for produced in files:
                 stored.append(
                     deliverable_add(
                         task=task, name=produced.name, content=produced.content, content_type=produced.content_type
                     )
                 )
             task_transition(
-                task=task,
-                to=S.COMPLETED,
-                actor=f"pipeline {worker}",
-                reason=f"attempt {attempt.number} by {attempt.profile.name} approved",
-                holder=worker,
-                lease_owner="",
-                lease_until=None,
+                task=task, to=S.COMPLETED, actor=actor, reason=reason, holder=holder, lease_owner="", lease_until=None
             )
-            experience_record(task=task, summary=output.summary)
-            training_capture(task=task, attempt=attempt, calls=output.teacher_steps, verdict=output.verdict)
+            experience_record(task=task, summary=summary)
+            if then is not None:
+                then()
     except BaseException:
         for deliverable in stored:  # the rollback removed the rows, not the files
             deliverable.file.delete(save=False)
         raise
-    logger.info("task_completed_by_agent", attempt=attempt.number, profile=attempt.profile.name)
-    return "completed"
 
 
 def _after_failure(*, task: Task, profile: AgentProfile, output: AgentOutput, worker: str) -> str:

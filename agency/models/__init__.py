@@ -1,6 +1,6 @@
 """Models of the agency core, one module per idea."""
 
-from agency.models.agents import AgentProfile, Attempt, Experience, TrainingExample
+from agency.models.agents import AgentProfile, Attempt, Experience, RoutingChange, TrainingExample
 from agency.models.api import ApiKey, IdempotencyRecord
 from agency.models.cycles import CycleRun
 from agency.models.gateway import (
@@ -35,6 +35,7 @@ __all__ = [
     "Provider",
     "Route",
     "RouteStep",
+    "RoutingChange",
     "StripeEvent",
     "Task",
     "TaskEvent",

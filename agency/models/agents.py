@@ -49,6 +49,35 @@ class AgentProfile(models.Model):
         return self.name
 
 
+class RoutingChange(TraceStamped):
+    """An audited change of the profile routed for a domain: a promotion by the arena or an
+    operator's revert. Written only by `agency.services.routing`, with the change itself."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="routing_changes")
+    from_profile = models.ForeignKey(
+        AgentProfile, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Empty: the domain followed profile priorities.",
+    )  # fmt: skip
+    to_profile = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    actor = models.CharField(max_length=100)
+    reason = models.TextField(blank=True)
+    reverts = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reverted_by",
+        help_text="The change this one undid.",
+    )  # fmt: skip
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(from_profile=models.F("to_profile")), name="agency_routingchange_changes_something"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.domain_id}: {self.from_profile_id or 'priority'} → {self.to_profile_id or 'priority'}"
+
+
 class AttemptOutcome(models.TextChoices):
     RUNNING = "running"
     APPROVED = "approved"  # the work passed review; it became (or may become) the deliverable

@@ -80,6 +80,10 @@ class Domain(models.Model):
     skills = models.JSONField(
         default=list, blank=True, help_text="Marketplace skills this domain covers, lower-case (bid evaluation)."
     )
+    routed_profile = models.ForeignKey(
+        "agency.AgentProfile", null=True, blank=True, on_delete=models.SET_NULL, related_name="routed_domains",
+        editable=False, help_text="The agent profile promoted for this domain (routing changes); empty: by priority.",
+    )  # fmt: skip
 
     class Meta:
         ordering = ["slug"]

@@ -174,26 +174,27 @@ def _bytes(content: bytes):
 
 
 def arena_stand_in(*, task, worker):
-    """A hook in place of the arena: records who asked and leaves the task as it is."""
+    """A hook in place of the arena: records who asked, takes high-value tasks and leaves them as they are."""
     arena_stand_in.calls.append((task.pk, worker))
-    return "arena"
+    return "arena" if task.is_high_value else None
 
 
 arena_stand_in.calls = []
 
 
-def test_a_high_value_task_goes_to_the_arena_hook_when_one_is_set(settings):
+def test_the_arena_hook_is_offered_each_first_attempt_and_takes_what_it_wants(settings):
     settings.PIPELINE_ARENA_HOOK = "tests.agency.test_pipeline.arena_stand_in"
     arena_stand_in.calls.clear()
     ordinary, valuable = paid_task(), paid_task(complexity="complex")  # 30000 cents: high value
     assert valuable.is_high_value and not ordinary.is_high_value
     assert task_work_run(task_id=valuable.pk, worker="w1") == "arena"
     assert task_work_run(task_id=ordinary.pk, worker="w1") == "completed"
-    assert arena_stand_in.calls == [(valuable.pk, "w1")]
+    assert arena_stand_in.calls == [(valuable.pk, "w1"), (ordinary.pk, "w1")]
     assert not Attempt.objects.filter(task=valuable).exists()
 
 
-def test_without_an_arena_a_high_value_task_takes_the_single_agent_path():
+def test_without_an_arena_a_high_value_task_takes_the_single_agent_path(settings):
+    settings.PIPELINE_ARENA_HOOK = ""
     valuable = paid_task(complexity="complex")
     assert task_work_run(task_id=valuable.pk, worker="w1") == "completed"
 
