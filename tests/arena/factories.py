@@ -16,7 +16,7 @@ class ProfileFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"profile-{n}")
     kind = AgentProfile.Kind.BASELINE
-    priority = factory.Sequence(lambda n: 200 + n)
+    priority = factory.Sequence(lambda n: 2000 + n)  # behind the seeded baseline (1000)
 
 
 class CompetitionFactory(factory.django.DjangoModelFactory):
