@@ -1,0 +1,174 @@
+"""Standings recounted from decided competitions, promotions into routing and an operator's revert
+(docs/arena.md)."""
+
+from decimal import Decimal
+
+import pytest
+
+from agency.models import AgentProfile, RoutingChange
+from agency.pipeline import profile_for
+from agency.services.routing import RoutingConflict
+from arena.models import PairStanding
+from arena.rules import wilson_interval
+from arena.services.competitions import competition_decide
+from arena.services.standings import promotion_make, promotion_release, promotion_revert, standing_refresh
+from tests.agency.factories import TaskFactory, domain
+from tests.arena.factories import CompetitionFactory, ProfileFactory, duel, result_add
+
+pytestmark = pytest.mark.django_db
+
+D = Decimal
+
+
+@pytest.fixture
+def pair():
+    """The seeded baseline (routed by priority) and a challenger behind it, in data analysis."""
+    baseline, _ = AgentProfile.objects.get_or_create(name="baseline", defaults={"kind": "baseline", "priority": 1000})
+    return baseline, ProfileFactory(name="challenger")
+
+
+def fight(pair, *, a_passed=True, b_passed=True, a_profit="100", b_profit="100", slug="data_analysis"):
+    """One replay competition of the pair (a = baseline), decided by the join."""
+    competition = CompetitionFactory(
+        task=TaskFactory(status="completed", domain=domain(slug)), profile_a=pair[0], profile_b=pair[1]
+    )
+    competition.incumbent = pair[0]
+    competition.save()
+    result_add(competition, "a", passed=a_passed, revenue=1000 if a_passed else 0,
+               model_cost=str(D(1000 if a_passed else 0) - D(a_profit)))  # fmt: skip
+    result_add(competition, "b", passed=b_passed, revenue=1000 if b_passed else 0,
+               model_cost=str(D(1000 if b_passed else 0) - D(b_profit)))  # fmt: skip
+    competition_decide(competition_id=competition.pk)
+    return competition
+
+
+def standing(pair, slug="data_analysis") -> PairStanding:
+    first, second = sorted(pair, key=lambda p: p.pk)
+    return PairStanding.objects.get(domain=domain(slug), first=first, second=second)
+
+
+def test_it_counts_wins_ties_and_duels_nobody_passed_from_firsts_side(pair):
+    baseline = pair[0]
+    fight(pair, a_profit="100", b_profit="90")  # baseline by profit
+    fight(pair, a_passed=False, b_profit="5")  # challenger by the gate
+    fight(pair, a_profit="50", b_profit="50")  # equal profit and cost: a tie, kept by the incumbent
+    fight(pair, a_passed=False, b_passed=False)
+    row = standing(pair)
+    assert (row.first, row.first_wins, row.second_wins, row.ties, row.none_passed) == (baseline, 1, 1, 1, 1)
+    assert (row.win_rate_low, row.win_rate_high) == pytest.approx(wilson_interval(1, 2))
+
+
+def test_it_keeps_each_domain_apart(pair):
+    fight(pair, a_profit="100", b_profit="90")
+    fight(pair, a_profit="100", b_profit="90", slug="legal")
+    assert standing(pair).first_wins == 1
+    assert standing(pair, "legal").first_wins == 1
+
+
+def test_the_mean_profit_difference_is_firsts_profit_less_seconds_exactly(pair):
+    fight(pair, a_profit="10.0000000001", b_profit="4")
+    fight(pair, a_profit="1", b_profit="3")
+    row = standing(pair)
+    # (6.0000000001 + (-2)) / 2
+    assert row.profit_diff_mean_cents == D("2.0000000000")  # 4.0000000001 / 2, to ten places (half even)
+    assert row.profit_diff_low_cents == pytest.approx(-2) and row.profit_diff_high_cents == pytest.approx(6)
+
+
+def test_a_refresh_run_twice_gives_the_same_row(pair):
+    fight(pair, a_profit="10", b_profit="4")
+    fight(pair, a_profit="3", b_profit="4")
+    before = PairStanding.objects.values().get()
+    baseline, challenger = pair
+    standing_refresh(domain_id=domain("data_analysis").pk, pair=(challenger.pk, baseline.pk))
+    after = PairStanding.objects.values().get()
+    before.pop("updated_at"), after.pop("updated_at")
+    assert after == before
+
+
+def test_the_challenger_is_promoted_once_it_has_enough_decisive_wins_and_not_before(settings, pair):
+    settings.ARENA_PROMOTION_MIN_DUELS = 4
+    baseline, challenger = pair
+    for _ in range(3):  # 3 of 3: too few duels (and Wilson [0.44, 1] still spans parity)
+        fight(pair, a_profit="10", b_profit="20")
+    fight(pair, a_passed=False, b_passed=False)  # not decisive: still too few
+    assert (standing(pair).promotion, RoutingChange.objects.count()) == ("watching", 0)
+    assert profile_for(task=TaskFactory(domain=domain("data_analysis"))) == baseline
+    fight(pair, a_profit="10", b_profit="20")  # 4 of 4: Wilson [0.51, 1]
+    row = standing(pair)
+    change = RoutingChange.objects.get()
+    assert (row.promotion, row.promotion_change) == ("promoted", change)
+    assert (change.actor, change.from_profile, change.to_profile) == ("arena", None, challenger)
+    assert "won 4 of 4 decisive duels" in change.reason
+    assert profile_for(task=TaskFactory(domain=domain("data_analysis"))) == challenger
+    assert profile_for(task=TaskFactory(domain=domain("legal"))) == baseline  # one domain only
+
+
+def test_enough_duels_across_parity_promote_nobody(settings, pair):
+    settings.ARENA_PROMOTION_MIN_DUELS = 4
+    for a_profit in ("10", "30", "10", "30", "10", "30"):
+        fight(pair, a_profit=a_profit, b_profit="20")
+    assert standing(pair).promotion == "watching"
+    assert not RoutingChange.objects.exists()
+
+
+def test_an_operators_revert_restores_routing_and_holds_the_pair(settings, pair):
+    settings.ARENA_PROMOTION_MIN_DUELS = 4
+    baseline, challenger = pair
+    for _ in range(4):
+        fight(pair, a_profit="10", b_profit="20")
+    change = promotion_revert(standing=standing(pair), actor="op", note="the clients complained")
+    assert (change.actor, change.to_profile, change.reverts, change.reason) == (
+        "op", None, standing(pair).promotion_change, "the clients complained")  # fmt: skip
+    assert profile_for(task=TaskFactory(domain=domain("data_analysis"))) == baseline
+    fight(pair, a_profit="10", b_profit="20")  # more evidence, but the operator's word holds
+    assert standing(pair).promotion == "held"
+    assert RoutingChange.objects.count() == 2
+    promotion_release(standing=standing(pair), actor="op")
+    fight(pair, a_profit="10", b_profit="20")
+    assert standing(pair).promotion == "promoted"
+    assert profile_for(task=TaskFactory(domain=domain("data_analysis"))) == challenger
+
+
+def test_revert_and_release_refuse_what_is_not_there(pair):
+    fight(pair)
+    with pytest.raises(RoutingConflict, match="no promotion"):
+        promotion_revert(standing=standing(pair), actor="op")
+    with pytest.raises(RoutingConflict, match="not held"):
+        promotion_release(standing=standing(pair), actor="op")
+
+
+def test_an_operator_promotes_by_hand_and_a_third_profile_is_refused(pair):
+    challenger = pair[1]
+    fight(pair)
+    change = promotion_make(standing=standing(pair), profile=challenger, actor="op")
+    assert (standing(pair).promotion, change.to_profile, change.actor) == ("promoted", challenger, "op")
+    with pytest.raises(RoutingConflict, match="not one of this pair"):
+        promotion_make(standing=standing(pair), profile=ProfileFactory(), actor="op")
+
+
+def test_a_promoted_profile_that_goes_inactive_gives_the_domain_back_to_priorities(settings, pair):
+    baseline, challenger = pair
+    fight(pair)
+    promotion_make(standing=standing(pair), profile=challenger, actor="op")
+    AgentProfile.objects.filter(pk=challenger.pk).update(active=False)
+    assert profile_for(task=TaskFactory(domain=domain("data_analysis"))) == baseline
+
+
+def test_a_pair_where_a_third_profile_is_routed_promotes_nobody(settings, pair):
+    settings.ARENA_PROMOTION_MIN_DUELS = 1
+    ProfileFactory(name="third", priority=1)  # routed by priority, not in the pair
+    fight(pair, a_profit="10", b_profit="20")
+    fight(pair, a_profit="10", b_profit="20")
+    assert standing(pair).promotion == "watching"
+    assert not RoutingChange.objects.exists()
+
+
+def test_duels_marked_by_hand_count_like_decided_ones(pair):
+    competition = CompetitionFactory(
+        task=TaskFactory(status="completed", domain=domain("data_analysis")), profile_a=pair[0], profile_b=pair[1]
+    )
+    result_add(competition, "a", passed=True, revenue=10)
+    result_add(competition, "b", passed=False)
+    duel(competition, winner=pair[0], reason="gate")
+    row = standing_refresh(domain_id=competition.domain_id, pair=(pair[0].pk, pair[1].pk))
+    assert (row.first_wins, row.second_wins) == ((1, 0) if pair[0].pk < pair[1].pk else (0, 1))
