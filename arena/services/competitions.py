@@ -203,7 +203,7 @@ def competition_side_run(*, competition_id: int, side: str, worker: str) -> str:
     result row's claim lets one worker run a side (another after its timeout)."""
     competition = Competition.objects.select_related("task__domain", "profile_a", "profile_b").get(pk=competition_id)
     if competition.status != Status.RUNNING:
-        return "decided"
+        return "already decided"
     profile = competition.profile_a if side == ArenaResult.Side.A else competition.profile_b
     result = _side_claim(competition=competition, side=side, profile=profile, worker=worker)
     if result is None:
@@ -343,7 +343,7 @@ def competition_decide(*, competition_id: int) -> str:
     two at once, find it decided and change nothing."""
     competition = Competition.objects.select_related("task__domain").get(pk=competition_id)
     if competition.status != Status.RUNNING:
-        return competition.status
+        return "already decided"
     results = list(competition.results.filter(state=ArenaResult.State.FINISHED).select_related("profile"))
     if len(results) < 2:
         return "waiting"

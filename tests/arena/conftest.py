@@ -5,7 +5,7 @@ import json
 import pytest
 
 from agency.models import AgentProfile
-from tests.agency.conftest import fake_openai, fast_gateway  # noqa: F401 (the gateway fixtures, shared)
+from tests.agency.conftest import fake_openai, fast_gateway, no_workers  # noqa: F401 (shared fixtures)
 from tests.agency.fake_openai import ok
 from tests.agency.gateway_setup import deployment_at, route_of
 

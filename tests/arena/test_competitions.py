@@ -163,8 +163,8 @@ def test_a_redelivered_join_or_side_changes_nothing(settings, run_commits, llm_i
         task_work_run(task_id=task.pk, worker="w1")
     competition = Competition.objects.get(task=task)
     with run_commits():
-        assert competition_decide(competition_id=competition.pk) == "decided"
-        assert competition_side_run(competition_id=competition.pk, side="a", worker="w9") == "decided"
+        assert competition_decide(competition_id=competition.pk) == "already decided"
+        assert competition_side_run(competition_id=competition.pk, side="a", worker="w9") == "already decided"
     assert ArenaResult.objects.filter(competition=competition).count() == 2
     assert Deliverable.objects.filter(task=task).count() == 2
     assert task.events.filter(to_status="completed").count() == 1
