@@ -31,6 +31,7 @@ CYCLE_STEPS: list[str] = [
     "bids.services.postings.marketplaces_scan",
     "bids.services.bids.bids_reconcile_all",
     "agency.pipeline.tasks_requeue",
+    "arena.services.competitions.competitions_resume",
     "escalations.services.notifications_relay",
     "agency.services.delivery.client_emails_relay",
     "agency.cycle.housekeeping",

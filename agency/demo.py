@@ -1,12 +1,14 @@
 """Demo data: a few prepaid tasks with the sample inputs bundled in `agency/samples/`, an
-operators' e-mail channel, and a marketplace in training mode reading the feed bundled in
-`bids/samples/` (the cycle scans it, evaluates the postings and simulates the bids). With no model
-configured, the baseline agent reports on the tables and the legal text is escalated to the
-operators; with a model, the LLM agent takes them all."""
+operators' e-mail channel, an LLM agent profile to challenge the baseline in the arena, and a
+marketplace in training mode reading the feed bundled in `bids/samples/` (the cycle scans it,
+evaluates the postings and simulates the bids). With no model configured, the baseline agent reports
+on the tables and wins their competitions, and the legal text, which no agent here can do, is
+escalated to the operators; with a model, the LLM agent takes them all."""
 
 from pathlib import Path
 
-from agency.models import Domain, Task
+from agency.gateway.configuration import ENV_PROFILE
+from agency.models import AgentProfile, Domain, Task
 from agency.services.tasks import TaskOrder, task_create
 from agency.services.uploads import upload_validate
 from bids.models import Marketplace
@@ -21,6 +23,7 @@ DEMO_TASKS = [
 ]
 DEMO_CHANNEL = "Operators (console e-mail)"
 DEMO_MARKETPLACE = "demo"
+CHALLENGER_PRIORITY = 2000  # behind the seeded baseline (1000): the baseline stays routed
 
 
 def demo_tasks_seed() -> list[Task]:
@@ -67,3 +70,13 @@ def demo_marketplace_seed() -> Marketplace:
         },
     )
     return marketplace
+
+
+def demo_challenger_seed() -> AgentProfile:
+    """The LLM profile the baseline meets in the arena. Without a model it declines every task (its
+    calls have no route), so the baseline wins where it can; with a model configured, that profile
+    exists already, routed ahead of the baseline, and this leaves it alone."""
+    profile, _ = AgentProfile.objects.get_or_create(
+        name=ENV_PROFILE, defaults={"kind": AgentProfile.Kind.LLM, "priority": CHALLENGER_PRIORITY}
+    )
+    return profile

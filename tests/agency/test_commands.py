@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.test import Client
+from django.test import Client, TestCase
 
 from agency.models import ApiKey, CycleRun, Task
 from bids.models import Bid
@@ -20,6 +20,13 @@ def _run(*args) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
+
+
+def _demo(*args) -> str:
+    """The demo, with what it queues after its commits (arena sides, bid sends) run as it goes, as
+    outside a test's transaction."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return _run("demo", "--no-serve", *args)
 
 
 def test_it_prints_a_working_api_key_alone_on_the_last_line():
@@ -41,13 +48,14 @@ def test_it_runs_every_cycle_step_and_can_run_twice():
     first = _run("run_agency")
     second = _run("run_agency")
     for output in (first, second):
-        assert "[1/6] marketplaces_scan: ok" in output
-        assert "[2/6] bids_reconcile_all: ok" in output
-        assert "[3/6] tasks_requeue: ok" in output
-        assert "[4/6] notifications_relay: ok" in output
-        assert "[5/6] client_emails_relay: ok" in output
-        assert "[6/6] housekeeping: ok" in output
-        assert "finished: 6 steps ok." in output
+        assert "[1/7] marketplaces_scan: ok" in output
+        assert "[2/7] bids_reconcile_all: ok" in output
+        assert "[3/7] tasks_requeue: ok" in output
+        assert "[4/7] competitions_resume: ok" in output
+        assert "[5/7] notifications_relay: ok" in output
+        assert "[6/7] client_emails_relay: ok" in output
+        assert "[7/7] housekeeping: ok" in output
+        assert "finished: 7 steps ok." in output
     assert [run.status for run in CycleRun.objects.order_by("pk")] == ["finished", "finished"]
 
 
@@ -70,8 +78,8 @@ def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings, tmp_path
     settings.MEDIA_ROOT = tmp_path
     settings.PUBLIC_BASE_URL = "http://unused.example"  # through the fixture: restored after the test
     monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
-    first = _run("demo", "--no-serve")
-    second = _run("demo", "--no-serve")
+    first = _demo()
+    second = _demo()
     for output in (first, second):
         assert "housekeeping: ok" in output
     user = get_user_model().objects.get(username="operator")
@@ -97,11 +105,15 @@ def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings, tmp_path
     # The task no agent here can do is escalated once, and the operators' e-mail went out once;
     # the client got one delivery e-mail per completed task.
     [escalation] = Escalation.objects.all()
-    assert (escalation.reason, escalation.status) == ("no_capable_agent", "open")
+    assert (escalation.reason, escalation.status) == ("arena_no_winner", "open")  # every demo task competes
     [message] = _operator_mail()
     assert f"Escalation #{escalation.pk}" in message.subject
     assert sorted(m.to[0] for m in mail.outbox if m is not message) == ["demo-client@agency.local"] * 2
     assert "Inbox:     1 unresolved escalation(s); notifications: 1 sent" in second
+    # The baseline met the LLM profile (no model here: it declines) on each demo task.
+    assert "Arena:     competitions 2 decided, 1 no_winner" in second
+    assert "accounting: baseline 1 - 0 llm (ties 0, none passed 0, win rate of baseline 95 % [0.21, 1.00]" in second
+    assert "legal: baseline 0 - 0 llm (ties 0, none passed 1; watching)" in second
     # The demo marketplace was scanned by the first run's cycle (the second finds it not due yet).
     # Its bids are simulated once their transaction commits, which a test's transaction never does.
     for output in (first, second):
@@ -115,13 +127,13 @@ def test_the_trace_id_each_demo_run_prints_finds_that_run_in_the_trace_search(se
     settings.DEBUG = True
     settings.MEDIA_ROOT = tmp_path
     for _ in range(2):  # the second run seeds nothing new, yet its trace still has a record
-        output = _run("demo", "--no-serve")
+        output = _demo()
         trace_id = output.split("Trace:     ")[1].split()[0]
         [run] = CycleRun.objects.filter(trace_id=trace_id)
         assert (run.trigger, run.status) == ("command", "finished")
         assert [step["name"] for step in run.steps] == [
-            "marketplaces_scan", "bids_reconcile_all", "tasks_requeue", "notifications_relay", "client_emails_relay",
-            "housekeeping"]  # fmt: skip
+            "marketplaces_scan", "bids_reconcile_all", "tasks_requeue", "competitions_resume", "notifications_relay",
+            "client_emails_relay", "housekeeping"]  # fmt: skip
         page = admin_client.get("/admin/traces/", {"trace_id": trace_id}).content.decode()
         assert f"Cycle #{run.pk}" in page
     assert CycleRun.objects.count() == 2
@@ -133,7 +145,7 @@ def test_e_mailed_links_point_where_the_demo_serves(
     settings.DEBUG = True
     settings.PUBLIC_BASE_URL = "http://unused.example"  # through the fixture: restored after the test
     monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
-    output = _run("demo", "--no-serve", "--addrport", "0.0.0.0:8123")
+    output = _demo("--addrport", "0.0.0.0:8123")
     assert "Admin:     http://127.0.0.1:8123/admin/" in output
     [escalation] = Escalation.objects.all()
     [alert] = _operator_mail()
@@ -155,7 +167,7 @@ def test_it_honours_public_base_url_over_the_served_address(settings, tmp_path, 
     settings.MEDIA_ROOT = tmp_path
     settings.PUBLIC_BASE_URL = "https://agency.example"
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://agency.example")
-    output = _run("demo", "--no-serve", "--addrport", "127.0.0.1:8123")
+    output = _demo("--addrport", "127.0.0.1:8123")
     assert "Admin:     https://agency.example/admin/" in output
     [alert] = _operator_mail()
     assert "https://agency.example/admin/escalations/escalation/" in alert.body

@@ -6,10 +6,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db.models import Count
 
-from agency.demo import DEMO_CLIENT, demo_channel_seed, demo_marketplace_seed, demo_tasks_seed
+from agency.demo import DEMO_CLIENT, demo_challenger_seed, demo_channel_seed, demo_marketplace_seed, demo_tasks_seed
 from agency.gateway.selectors import money_summary
 from agency.models import ApiKey, Task
 from agency.services.api_keys import api_key_create
+from arena.models import Competition, PairStanding
 from bids.models import Bid, Posting
 from escalations.models import Escalation, Notification
 from tracing.commands import TracedCommand
@@ -33,13 +34,23 @@ class Command(TracedCommand):
             help="Where to serve the admin; links in e-mails point here unless PUBLIC_BASE_URL is set.",
         )
         parser.add_argument("--force", action="store_true", help="Run even with DJANGO_DEBUG=false.")
+        parser.add_argument(
+            "--arena-share",
+            type=float,
+            default=1.0,
+            help="Share of the demo's tasks that compete in the arena (default 1: all of them; "
+            "high-value tasks always compete).",
+        )
 
-    def handle(self, *args, no_serve: bool, addrport: str, force: bool, **options):
+    def handle(self, *args, no_serve: bool, addrport: str, force: bool, arena_share: float, **options):
         if not settings.DEBUG and not force:
             raise CommandError(
                 "demo seeds data and resets the operator's password: it is for development "
                 "(DJANGO_DEBUG=true). Use --force to run it against this database anyway."
             )
+        if not 0 <= arena_share <= 1:
+            raise CommandError("--arena-share must be within 0..1")
+        settings.ARENA_SAMPLE_RATE = arena_share  # for this run's tasks only; the setting stays as configured
         if not os.environ.get("PUBLIC_BASE_URL"):
             # E-mailed links (escalations, deliveries) must open where this demo serves.
             settings.PUBLIC_BASE_URL = public_base_url(addrport)
@@ -51,10 +62,11 @@ class Command(TracedCommand):
         key_line = self._demo_key()
         channel = demo_channel_seed()  # before the tasks: an escalation tells the operators at once
         marketplace = demo_marketplace_seed()
+        challenger = demo_challenger_seed()
         seeded = demo_tasks_seed()
         self.stdout.write(
             f"   {len(seeded)} demo task(s) created (prepaid, with sample inputs); without a broker each was "
-            "worked by the agents as soon as it was paid."
+            f"worked as soon as it was paid, in the arena against the {challenger.name} profile."
         )
         self.stdout.write(f"3. Working the paid tasks left (escalations reach the operators by {channel.kind})…")
         self.stdout.flush()
@@ -109,10 +121,26 @@ class Command(TracedCommand):
             f"  Money:     revenue {money.revenue}, model cost {money.model_cost}, profit {money.profit} "
             "(completed tasks; amounts in cents)"
         )
+        self._arena()
         unresolved = Escalation.objects.exclude(status=Escalation.Status.RESOLVED).count()
         outbox = _by_status(Notification.objects) or "empty"
         self.stdout.write(f"  Inbox:     {unresolved} unresolved escalation(s); notifications: {outbox}")
         self.stdout.write(f"  Trace:     {current_trace_id()} (paste into the admin's trace search)")
+
+    def _arena(self) -> None:
+        """The arena's competitions and each pair's standing, as the leaderboard shows them."""
+        self.stdout.write("  Arena:     competitions " + (_by_status(Competition.objects) or "none"))
+        standings = PairStanding.objects.select_related("domain", "first", "second").order_by("domain__slug", "pk")
+        for row in standings:
+            interval = (
+                f", win rate of {row.first.name} 95 % [{row.win_rate_low:.2f}, {row.win_rate_high:.2f}]"
+                if row.win_rate_low is not None
+                else ""
+            )
+            self.stdout.write(
+                f"    {row.domain.slug}: {row.first.name} {row.first_wins} - {row.second_wins} {row.second.name} "
+                f"(ties {row.ties}, none passed {row.none_passed}{interval}; {row.promotion})"
+            )
 
 
 def public_base_url(addrport: str) -> str:
