@@ -8,6 +8,18 @@ from agency.services.uploads import upload_validate
 from tests.agency.factories import domain
 
 SAMPLES = Path(__file__).resolve().parents[2] / "agency" / "samples"
+# An LLM agent's plan of the regional sales sample, and a review that approves.
+BY_REGION = {
+    "steps": [
+        {
+            "op": "group_aggregate",
+            "args": {"by": ["region"], "column": "revenue_usd", "agg": "sum"},
+            "title": "By region",
+        }
+    ],
+    "narrative_focus": "which region sells most",
+}
+APPROVED = {"approved": True, "score": 4, "issues": []}
 
 
 def paid_task(slug: str = "data_analysis", sample: str | None = "regional_sales.csv", **order) -> Task:

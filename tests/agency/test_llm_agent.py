@@ -13,21 +13,10 @@ from agency.pipeline import task_work_run
 from escalations.models import Escalation
 from tests.agency.fake_openai import ok, status
 from tests.agency.gateway_setup import deployment_at, route_of
-from tests.agency.pipeline_setup import SAMPLES, paid_task
+from tests.agency.pipeline_setup import APPROVED, BY_REGION, SAMPLES, paid_task
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_gateway")]
 
-BY_REGION = {
-    "steps": [
-        {
-            "op": "group_aggregate",
-            "args": {"by": ["region"], "column": "revenue_usd", "agg": "sum"},
-            "title": "By region",
-        }
-    ],
-    "narrative_focus": "which region sells most",
-}
-APPROVED = {"approved": True, "score": 4, "issues": []}
 REJECTED = {"approved": False, "score": 2, "issues": ["the narrative ignores the returns"]}
 
 

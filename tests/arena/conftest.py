@@ -8,18 +8,7 @@ from agency.models import AgentProfile
 from tests.agency.conftest import fake_openai, fast_gateway, no_workers  # noqa: F401 (shared fixtures)
 from tests.agency.fake_openai import ok
 from tests.agency.gateway_setup import deployment_at, route_of
-
-BY_REGION = {
-    "steps": [
-        {
-            "op": "group_aggregate",
-            "args": {"by": ["region"], "column": "revenue_usd", "agg": "sum"},
-            "title": "By region",
-        }
-    ],
-    "narrative_focus": "which region sells most",
-}
-APPROVED = {"approved": True, "score": 4, "issues": []}
+from tests.agency.pipeline_setup import APPROVED, BY_REGION
 
 
 @pytest.fixture
