@@ -23,6 +23,7 @@ from agency.models import (
     Provider,
     Route,
     RouteStep,
+    RoutingChange,
     StripeEvent,
     Task,
     TaskEvent,
@@ -30,6 +31,7 @@ from agency.models import (
 )
 from agency.services.api_keys import api_key_create, api_key_revoke
 from agency.services.delivery import DeliveryRefused, delivery_email_enqueue, delivery_link_revoke
+from agency.services.routing import routing_revert
 from agency.services.tasks import task_cancel, task_transition
 
 
@@ -410,3 +412,28 @@ class TrainingExampleAdmin(ReadOnlyAdmin):
     list_filter = ["domain", "purpose", "rating"]
     list_select_related = ["domain", "task", "teacher__provider"]
     show_full_result_count = False
+
+
+@admin.register(RoutingChange)
+class RoutingChangeAdmin(ReadOnlyAdmin):
+    """The audit trail of routing: the arena's promotions and operators' reverts, written by
+    `agency.services.routing` only. "Revert" undoes a domain's latest change (another row)."""
+
+    list_display = ["created_at", "domain", "from_profile", "to_profile", "actor", "reason", "reverts"]
+    list_filter = ["domain"]
+    search_fields = ["actor", "reason"]
+    list_select_related = ["domain", "from_profile", "to_profile", "reverts"]
+    show_full_result_count = False
+    actions = ["revert"]
+
+    def has_revert_permission(self, request) -> bool:
+        # Changes are never edited by hand, but whoever may change them may undo one.
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description="Revert (the domain goes back to the profile it had before)", permissions=["revert"])
+    def revert(self, request, queryset):
+        actor = admin_actor(request)
+        done, refused = each_row(queryset, lambda change: routing_revert(change=change, actor=actor))
+        self.message_user(request, f"Reverted {done} routing change(s).")
+        for refusal in refused:
+            self.message_user(request, refusal, level=messages.ERROR)

@@ -13,7 +13,7 @@ from agency import views
 from agency.api.errors import api_not_found_view
 from agency.health import healthz
 
-API_URL_MODULES = ["agency.api.urls", "bids.api.urls", "escalations.api.urls", "tracing.api.urls"]
+API_URL_MODULES = ["agency.api.urls", "arena.api.urls", "bids.api.urls", "escalations.api.urls", "tracing.api.urls"]
 
 api_urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
