@@ -130,12 +130,17 @@ def media_root(settings, tmp_path, monkeypatch):
     from django.core.files.storage import storages
 
     from agency.models import Deliverable, Task
+    from arena.models import ArenaFile
 
     settings.MEDIA_ROOT = tmp_path / "media"
     private = {**settings.STORAGES["private"], "OPTIONS": {"location": str(tmp_path / "private"), "base_url": None}}
     settings.STORAGES = {**settings.STORAGES, "private": private}
     # A file field resolves its storage once, when the model class is built: point it at the new one.
-    for field in (Task._meta.get_field("input_file"), Deliverable._meta.get_field("file")):
+    for field in (
+        Task._meta.get_field("input_file"),
+        Deliverable._meta.get_field("file"),
+        ArenaFile._meta.get_field("file"),
+    ):
         monkeypatch.setattr(field, "storage", storages["private"])
     return tmp_path
 

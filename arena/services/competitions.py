@@ -106,12 +106,17 @@ def competition_start(
     for profile in (profile_a, profile_b):
         if profile.pk not in eligible:
             raise CompetitionRefused(f"Profile {profile.name} is inactive or does not work {task.domain.slug} tasks.")
+    key = pair_key(profile_a.pk, profile_b.pk)
+    existing = Competition.objects.filter(task=task, pair_key=key).first()
+    if existing is not None:  # before the status: a live competition has moved its task on
+        raise CompetitionRefused(
+            f"{profile_a.name} and {profile_b.name} already met on task #{task.pk}.", existing_id=existing.pk
+        )
     incumbent = profile_routed(domain=task.domain)
     mode = Competition.Mode.REPLAY if task.status == S.COMPLETED else Competition.Mode.LIVE
     if mode == Competition.Mode.LIVE and task.status != S.PAID and holder is None:
         raise CompetitionRefused(
-            f"Task #{task.pk} is {task.status}: only a paid task (live) or a completed one (replay) can compete.",
-            existing_id=task.pk,
+            f"Task #{task.pk} is {task.status}: only a paid task (live) or a completed one (replay) can compete."
         )
     try:
         with transaction.atomic():
@@ -120,7 +125,7 @@ def competition_start(
                 domain_id=task.domain_id,
                 profile_a=profile_a,
                 profile_b=profile_b,
-                pair_key=pair_key(profile_a.pk, profile_b.pk),
+                pair_key=key,
                 incumbent=incumbent if incumbent is not None and incumbent.pk in (profile_a.pk, profile_b.pk) else None,
                 mode=mode,
                 started_by=actor[:100],
@@ -128,14 +133,14 @@ def competition_start(
             if mode == Competition.Mode.LIVE:
                 _task_take(task=task, competition=competition, actor=actor, holder=holder)
     except IntegrityError:
-        existing = Competition.objects.filter(task=task, pair_key=pair_key(profile_a.pk, profile_b.pk)).first()
+        existing = Competition.objects.filter(task=task, pair_key=key).first()
         if existing is None:
             raise
         raise CompetitionRefused(
             f"{profile_a.name} and {profile_b.name} already met on task #{task.pk}.", existing_id=existing.pk
         ) from None
     except InvalidTransition as exc:
-        raise CompetitionRefused(f"Task #{task.pk} cannot compete now: {exc}", existing_id=task.pk) from None
+        raise CompetitionRefused(f"Task #{task.pk} cannot compete now: {exc}") from None
     transaction.on_commit(lambda: _sides_enqueue(competition))
     logger.info("competition_started", competition_id=competition.pk, task_id=task.pk, mode=mode)
     return competition

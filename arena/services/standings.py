@@ -85,9 +85,22 @@ def standing_refresh(*, domain_id: int, pair: tuple[int, int]) -> PairStanding:
     return standing
 
 
+def _promotion_reverted_elsewhere(standing: PairStanding) -> bool:
+    """The pair's promotion was undone outside the arena (the routing changes' own revert): the
+    operator's word holds as if they had reverted it here."""
+    change = standing.promotion_change
+    return (
+        standing.promotion == PairStanding.Promotion.PROMOTED
+        and change is not None
+        and RoutingChange.objects.filter(reverts=change).exists()
+    )
+
+
 def _promote_if_due(standing: PairStanding) -> None:
     """Route the domain to the profile the duels favour, when the other one of the pair is the
     incumbent and no operator is holding the pair back."""
+    if _promotion_reverted_elsewhere(standing):
+        standing.promotion = PairStanding.Promotion.HELD
     if standing.promotion == PairStanding.Promotion.HELD:
         return
     due = promotion_due(
@@ -135,7 +148,10 @@ def promotion_revert(*, standing: PairStanding, actor: str, note: str = "") -> R
     if standing.promotion != PairStanding.Promotion.PROMOTED or standing.promotion_change is None:
         raise RoutingConflict("This pair has no promotion to revert.", existing_id=standing.pk)
     with transaction.atomic():
-        change = routing_revert(change=standing.promotion_change, actor=actor, reason=note)
+        if _promotion_reverted_elsewhere(standing):  # routing is back already: only hold the pair
+            change = RoutingChange.objects.get(reverts=standing.promotion_change)
+        else:
+            change = routing_revert(change=standing.promotion_change, actor=actor, reason=note)
         if not PairStanding.objects.filter(pk=standing.pk, promotion=PairStanding.Promotion.PROMOTED).update(
             promotion=PairStanding.Promotion.HELD
         ):

@@ -25,14 +25,6 @@ STANDINGS = "/admin/arena/pairstanding/"
 ROUTING = "/admin/agency/routingchange/"
 
 
-@pytest.fixture(autouse=True)
-def arena_files(media_root, monkeypatch):
-    """The sides' files go to the test's private folder (the field resolved its storage at import)."""
-    from django.core.files.storage import storages
-
-    monkeypatch.setattr(ArenaFile._meta.get_field("file"), "storage", storages["private"])
-
-
 def action(client, url: str, name: str, *pks):
     return client.post(url, {"action": name, "_selected_action": [str(pk) for pk in pks]}, follow=True)
 
@@ -157,6 +149,7 @@ def test_the_add_form_shows_the_services_refusal(admin_client, setup, message):
     task = CompetitionFactory(profile_a=first, profile_b=second).task
     if setup == "pending":
         Task.objects.filter(pk=task.pk).update(status="pending")
+        first = ProfileFactory()  # a pair that has not met on the task
     body = {"task": task.pk, "profile_a": second.pk, "profile_b": first.pk if setup != "same" else second.pk}
     response = admin_client.post(f"{COMPETITIONS}add/", body)
     assert response.status_code == 200

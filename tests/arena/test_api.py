@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from agency.models import AgentProfile, ApiKey, Task
 from agency.services.routing import profile_route
-from arena.models import ArenaFile, Competition, PairStanding
+from arena.models import Competition, PairStanding
 from arena.services.standings import standing_refresh
 from tests.agency.factories import domain
 from tests.agency.pipeline_setup import paid_task
@@ -19,14 +19,6 @@ from tests.conftest import client_with_key
 pytestmark = pytest.mark.django_db
 COMPETITIONS = "/api/v1/arena/competitions"
 LEADERBOARD = "/api/v1/arena/leaderboard"
-
-
-@pytest.fixture(autouse=True)
-def arena_files(media_root, monkeypatch):
-    """The sides' files go to the test's private folder (the field resolved its storage at import)."""
-    from django.core.files.storage import storages
-
-    monkeypatch.setattr(ArenaFile._meta.get_field("file"), "storage", storages["private"])
 
 
 @pytest.fixture
@@ -98,11 +90,6 @@ def test_it_answers_a_pair_that_already_met_on_a_task_with_their_competitions_id
     assert Competition.objects.filter(task=task).count() == 2  # the factory's and the new one
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="competition_start checks the task's status before the pair: a live task already taken by the "
-    "pair's competition is refused as 'processing' with the task's id, not the competition's",
-)
 def test_it_answers_a_second_start_of_a_live_pair_with_their_competitions_id(operator_client, pair):
     task, baseline, challenger = pair
     CompetitionFactory()  # the competition's id is not the task's

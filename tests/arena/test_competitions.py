@@ -287,7 +287,7 @@ def test_starting_refuses_what_cannot_compete():
     in_flight = TaskFactory(status="processing", domain=task.domain)
     with pytest.raises(CompetitionRefused, match="only a paid task") as refused:
         competition_start(task=in_flight, profile_a=baseline, profile_b=other, actor="op")
-    assert refused.value.existing_id == in_flight.pk
+    assert refused.value.existing_id is None  # no competition to point at
     assert not Competition.objects.exists()
 
 

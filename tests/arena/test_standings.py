@@ -172,3 +172,29 @@ def test_duels_marked_by_hand_count_like_decided_ones(pair):
     duel(competition, winner=pair[0], reason="gate")
     row = standing_refresh(domain_id=competition.domain_id, pair=(pair[0].pk, pair[1].pk))
     assert (row.first_wins, row.second_wins) == ((1, 0) if pair[0].pk < pair[1].pk else (0, 1))
+
+
+def test_a_promotion_reverted_from_the_routing_changes_holds_the_pair_as_a_revert_here_would(settings, pair):
+    from agency.services.routing import routing_revert
+
+    settings.ARENA_PROMOTION_MIN_DUELS = 4
+    baseline = pair[0]
+    for _ in range(4):
+        fight(pair, a_profit="10", b_profit="20")
+    routing_revert(change=standing(pair).promotion_change, actor="op")  # the core's own revert
+    fight(pair, a_profit="10", b_profit="20")  # the arena does not promote again behind the operator's back
+    assert standing(pair).promotion == "held"
+    assert profile_for(task=TaskFactory(domain=domain("data_analysis"))) == baseline
+    assert RoutingChange.objects.count() == 2
+
+
+def test_reverting_here_after_a_revert_from_the_routing_changes_only_holds_the_pair(settings, pair):
+    from agency.services.routing import routing_revert
+
+    settings.ARENA_PROMOTION_MIN_DUELS = 4
+    for _ in range(4):
+        fight(pair, a_profit="10", b_profit="20")
+    undo = routing_revert(change=standing(pair).promotion_change, actor="op")
+    assert promotion_revert(standing=standing(pair), actor="op2") == undo
+    assert (standing(pair).promotion, RoutingChange.objects.count()) == ("held", 2)
+    promotion_release(standing=standing(pair), actor="op")
