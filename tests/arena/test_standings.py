@@ -98,7 +98,10 @@ def test_the_challenger_is_promoted_once_it_has_enough_decisive_wins_and_not_bef
     change = RoutingChange.objects.get()
     assert (row.promotion, row.promotion_change) == ("promoted", change)
     assert (change.actor, change.from_profile, change.to_profile) == ("arena", None, challenger)
-    assert "won 4 of 4 decisive duels" in change.reason
+    # The challenger is `second` (the seeded baseline has the smaller id): its interval is the mirror of first's.
+    assert change.reason == (
+        "challenger won 4 of 4 decisive duels against baseline; win rate 95 % interval [0.510, 1.000]"
+    )
     assert profile_for(task=TaskFactory(domain=domain("data_analysis"))) == challenger
     assert profile_for(task=TaskFactory(domain=domain("legal"))) == baseline  # one domain only
 
@@ -198,3 +201,19 @@ def test_reverting_here_after_a_revert_from_the_routing_changes_only_holds_the_p
     assert promotion_revert(standing=standing(pair), actor="op2") == undo
     assert (standing(pair).promotion, RoutingChange.objects.count()) == ("held", 2)
     promotion_release(standing=standing(pair), actor="op")
+
+
+def test_the_first_of_the_pair_is_promoted_back_when_it_beats_the_routed_second(settings, pair):
+    settings.ARENA_PROMOTION_MIN_DUELS = 4
+    baseline, challenger = pair
+    fight(pair)
+    promotion_make(standing=standing(pair), profile=challenger, actor="op", note="try it")
+    for _ in range(4):
+        fight(pair, a_profit="20", b_profit="10")
+    change = RoutingChange.objects.order_by("pk").last()
+    assert (change.actor, change.from_profile, change.to_profile) == ("arena", challenger, baseline)
+    assert (
+        change.reason == "baseline won 4 of 4 decisive duels against challenger; win rate 95 % interval [0.510, 1.000]"
+    )
+    assert (standing(pair).promotion, standing(pair).promotion_change) == ("promoted", change)
+    assert RoutingChange.objects.get(actor="op").reason == "try it"
