@@ -49,7 +49,8 @@ def routing_revert(*, change: RoutingChange, actor: str, reason: str = "") -> Ro
     change can be undone, once."""
     latest = RoutingChange.objects.filter(domain=change.domain_id).order_by("-created_at", "-id").first()
     if latest is None or latest.pk != change.pk:
-        raise RoutingConflict("A later routing change exists; revert that one first.", existing_id=change.pk)
+        later = latest.pk if latest is not None else None
+        raise RoutingConflict(f"A later routing change (#{later}) exists; revert that one first.", existing_id=later)
     domain = Domain.objects.get(pk=change.domain_id)
     reason = reason or f"reverts change #{change.pk}"
     return _change(domain=domain, to=change.from_profile, actor=actor, reason=reason, reverts=change)

@@ -54,8 +54,9 @@ def test_a_revert_goes_back_to_what_the_domain_had_and_only_the_latest_change_re
     legal = domain("legal")
     first = profile_route(domain=legal, profile=late, actor="arena", reason="")
     second = profile_route(domain=legal, profile=third, actor="op", reason="")
-    with pytest.raises(RoutingConflict, match="later routing change"):
+    with pytest.raises(RoutingConflict, match=rf"later routing change \(#{second.pk}\)") as refused:
         routing_revert(change=first, actor="op")
+    assert refused.value.existing_id == second.pk
     undo = routing_revert(change=second, actor="op", reason="too slow")
     assert (undo.from_profile, undo.to_profile, undo.reverts, undo.reason) == (third, late, second, "too slow")
     assert Domain.objects.get(pk=legal.pk).routed_profile == late

@@ -84,7 +84,7 @@ def test_wilson_agrees_with_scipy(wins, trials):
 
 def test_wilson_without_trials_is_none_and_refuses_impossible_counts():
     assert wilson_interval(0, 0) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="5 wins out of 4 trials"):
         wilson_interval(5, 4)
     with pytest.raises(ValueError):
         wilson_interval(-1, 4)
@@ -112,6 +112,21 @@ def test_bootstrap_of_a_constant_is_that_constant_and_is_seeded():
     values = [1, 5, -3, 8, 0, 2]
     assert bootstrap_mean_interval(values, seed=3) == bootstrap_mean_interval(values, seed=3)
     assert bootstrap_mean_interval(values, seed=3) != bootstrap_mean_interval(values, seed=4)
+
+
+def test_a_clean_sweep_tops_out_at_exactly_one():
+    assert wilson_interval(47, 47)[1] == 1.0
+    assert wilson_interval(0, 47)[0] == 0.0
+
+
+def test_bootstrap_is_seeded_with_zero_unless_told_otherwise():
+    values = [3, -1, 4, 1, -5, 9, 2, 6]
+    assert bootstrap_mean_interval(values) == bootstrap_mean_interval(values, seed=0)
+
+
+def test_a_single_resample_is_the_mean_of_values_drawn_from_the_data():
+    low, high = bootstrap_mean_interval([10, 20], resamples=1)
+    assert low == high and low in (10.0, 15.0, 20.0)
 
 
 def test_bootstrap_needs_two_values():

@@ -52,9 +52,11 @@ def test_it_counts_wins_ties_and_duels_nobody_passed_from_firsts_side(pair):
     fight(pair, a_profit="100", b_profit="90")  # baseline by profit
     fight(pair, a_passed=False, b_profit="5")  # challenger by the gate
     fight(pair, a_profit="50", b_profit="50")  # equal profit and cost: a tie, kept by the incumbent
+    fight(pair, a_profit="7", b_profit="7")
+    fight(pair, a_passed=False, b_passed=False)
     fight(pair, a_passed=False, b_passed=False)
     row = standing(pair)
-    assert (row.first, row.first_wins, row.second_wins, row.ties, row.none_passed) == (baseline, 1, 1, 1, 1)
+    assert (row.first, row.first_wins, row.second_wins, row.ties, row.none_passed) == (baseline, 1, 1, 2, 2)
     assert (row.win_rate_low, row.win_rate_high) == pytest.approx(wilson_interval(1, 2))
 
 
@@ -75,8 +77,8 @@ def test_the_mean_profit_difference_is_firsts_profit_less_seconds_exactly(pair):
 
 
 def test_a_refresh_run_twice_gives_the_same_row(pair):
-    fight(pair, a_profit="10", b_profit="4")
-    fight(pair, a_profit="3", b_profit="4")
+    for a_profit, b_profit in (("10", "4"), ("3", "4"), ("12.5", "1"), ("0", "9"), ("7", "2"), ("5", "5.25")):
+        fight(pair, a_profit=a_profit, b_profit=b_profit)
     before = PairStanding.objects.values().get()
     baseline, challenger = pair
     standing_refresh(domain_id=domain("data_analysis").pk, pair=(challenger.pk, baseline.pk))
@@ -134,19 +136,55 @@ def test_an_operators_revert_restores_routing_and_holds_the_pair(settings, pair)
 
 def test_revert_and_release_refuse_what_is_not_there(pair):
     fight(pair)
-    with pytest.raises(RoutingConflict, match="no promotion"):
+    with pytest.raises(RoutingConflict, match="no promotion") as refused:
         promotion_revert(standing=standing(pair), actor="op")
-    with pytest.raises(RoutingConflict, match="not held"):
+    assert refused.value.existing_id == standing(pair).pk
+    with pytest.raises(RoutingConflict, match="not held") as refused:
         promotion_release(standing=standing(pair), actor="op")
+    assert refused.value.existing_id == standing(pair).pk
+
+
+def test_a_released_pair_has_no_promotion_left_to_revert(pair):
+    promotion_make(standing=standing_of_one_duel(pair), profile=pair[1], actor="op")
+    promotion_revert(standing=standing(pair), actor="op")
+    row = standing(pair)
+    promotion_release(standing=row, actor="op")
+    assert row.promotion == "watching" and row.promotion_change is not None  # the last promotion, for the record
+    with pytest.raises(RoutingConflict, match="no promotion"):
+        promotion_revert(standing=row, actor="op")
+
+
+def test_reverting_or_releasing_one_pair_leaves_the_others_alone(pair):
+    other_pair = (pair[0], ProfileFactory(name="other"))
+    for each in (pair, other_pair):
+        promotion_make(standing=standing_of_one_duel(each, slug="legal" if each is other_pair else "data_analysis"),
+                       profile=each[1], actor="op")  # fmt: skip
+    row = standing(pair)
+    promotion_revert(standing=row, actor="op")
+    assert row.promotion == "held"  # the caller's object too
+    assert (standing(pair).promotion, standing(other_pair, "legal").promotion) == ("held", "promoted")
+    promotion_revert(standing=standing(other_pair, "legal"), actor="op")
+    promotion_release(standing=row, actor="op")
+    assert row.promotion == "watching"
+    assert (standing(pair).promotion, standing(other_pair, "legal").promotion) == ("watching", "held")
+
+
+def standing_of_one_duel(pair, slug="data_analysis") -> PairStanding:
+    fight(pair, slug=slug)
+    return standing(pair, slug)
 
 
 def test_an_operator_promotes_by_hand_and_a_third_profile_is_refused(pair):
     challenger = pair[1]
     fight(pair)
-    change = promotion_make(standing=standing(pair), profile=challenger, actor="op")
-    assert (standing(pair).promotion, change.to_profile, change.actor) == ("promoted", challenger, "op")
-    with pytest.raises(RoutingConflict, match="not one of this pair"):
+    row = standing(pair)
+    change = promotion_make(standing=row, profile=challenger, actor="op")
+    assert (change.to_profile, change.actor, change.reason) == (challenger, "op", "promoted by an operator")
+    assert (row.promotion, row.promotion_change) == ("promoted", change)
+    assert (standing(pair).promotion, standing(pair).promotion_change) == ("promoted", change)
+    with pytest.raises(RoutingConflict, match="not one of this pair") as refused:
         promotion_make(standing=standing(pair), profile=ProfileFactory(), actor="op")
+    assert refused.value.existing_id == row.pk
 
 
 def test_a_promoted_profile_that_goes_inactive_gives_the_domain_back_to_priorities(settings, pair):
@@ -217,3 +255,25 @@ def test_the_first_of_the_pair_is_promoted_back_when_it_beats_the_routed_second(
     )
     assert (standing(pair).promotion, standing(pair).promotion_change) == ("promoted", change)
     assert RoutingChange.objects.get(actor="op").reason == "try it"
+
+
+def test_pairs_sharing_a_profile_in_one_domain_keep_their_own_standings(pair):
+    baseline = pair[0]
+    third = ProfileFactory(name="third")
+    fight(pair, a_profit="20", b_profit="10")
+    fight((baseline, third), a_profit="10", b_profit="20")
+    fight((baseline, third), a_profit="10", b_profit="20")
+    assert (standing(pair).first_wins, standing(pair).second_wins) == (1, 0)
+    assert (standing((baseline, third)).first_wins, standing((baseline, third)).second_wins) == (0, 2)
+    assert standing(pair).profit_diff_mean_cents == 10
+
+
+def test_a_competition_still_running_does_not_count(pair):
+    fight(pair, a_profit="20", b_profit="10")
+    running = CompetitionFactory(
+        task=TaskFactory(status="completed", domain=domain("data_analysis")), profile_a=pair[0], profile_b=pair[1]
+    )
+    result_add(running, "a", passed=True, revenue=1000, model_cost="0")
+    result_add(running, "b", passed=False)
+    row = standing_refresh(domain_id=running.domain_id, pair=(pair[0].pk, pair[1].pk))
+    assert (row.first_wins, row.second_wins, row.profit_diff_mean_cents) == (1, 0, 10)
