@@ -180,17 +180,31 @@ def test_with_no_active_profile_a_high_value_task_is_escalated_without_a_competi
     assert not Competition.objects.exists()
 
 
+def test_a_competition_the_pipeline_starts_holds_the_lease_for_a_sides_timeout(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.ARENA_SIDE_TIMEOUT_SECONDS = 3600  # longer than the pipeline's own lease (TASK_LEASE_SECONDS, 600)
+    ProfileFactory(name="second-baseline")
+    task = valuable_csv_task()
+    before = timezone.now()
+    with django_capture_on_commit_callbacks(execute=False):
+        assert task_work_run(task_id=task.pk, worker="w1") == "arena"
+    task.refresh_from_db()
+    assert task.lease_owner == Competition.objects.get(task=task).holder
+    assert before + timedelta(seconds=3600) <= task.lease_until <= timezone.now() + timedelta(seconds=3600)
+
+
 def test_a_worker_waking_a_competition_hands_it_the_lease_for_a_sides_timeout(
     settings, django_capture_on_commit_callbacks
 ):
-    settings.ARENA_SIDE_TIMEOUT_SECONDS = 600
+    settings.ARENA_SIDE_TIMEOUT_SECONDS = 3600
     competition = _live_with_lapsed_lease(django_capture_on_commit_callbacks)
     before = timezone.now()
     with django_capture_on_commit_callbacks(execute=False):  # the sides' messages are lost again
         assert task_work_run(task_id=competition.task_id, worker="w2") == "arena"
     task = Task.objects.get(pk=competition.task_id)
     assert task.lease_owner == competition.holder
-    assert before + timedelta(seconds=600) <= task.lease_until <= timezone.now() + timedelta(seconds=600)
+    assert before + timedelta(seconds=3600) <= task.lease_until <= timezone.now() + timedelta(seconds=3600)
 
 
 def test_a_worker_without_the_lease_cannot_wake_the_competition(django_capture_on_commit_callbacks):
