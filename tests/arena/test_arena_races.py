@@ -4,15 +4,23 @@ database server, and real Celery workers on Redis (docs/arena.md)."""
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
 import pytest
+from django.db.models.signals import pre_save
 from django_celery_results.models import TaskResult
 
-from agency.models import Attempt, Deliverable, Task
+from agency.models import AgentProfile, Attempt, Deliverable, Task
 from arena.models import ArenaResult, Competition, PairStanding
-from arena.services.competitions import competition_decide, competition_side_run, competition_start
+from arena.services.competitions import (
+    CompetitionRefused,
+    competition_decide,
+    competition_side_run,
+    competition_start,
+)
+from tests.agency.factories import TaskFactory
 from tests.agency.pipeline_setup import paid_task
 from tests.arena.factories import ProfileFactory
 from tests.concurrency import run_at_once
@@ -55,6 +63,33 @@ def test_eight_joins_at_once_decide_once_and_deliver_once():
     assert Deliverable.objects.filter(task=task).count() == 2  # report.html and chart.png, once
     standing = PairStanding.objects.get()
     assert standing.first_wins + standing.second_wins + standing.ties == 1
+
+
+@pytest.mark.server_db
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_workers")  # the sides' messages wait in the broker
+def test_of_two_operators_starting_one_pair_at_once_the_second_is_pointed_at_the_first():
+    task = TaskFactory(status="completed", domain=paid_task().domain)  # a replay: no task moves
+    baseline, other = AgentProfile.objects.get(name="baseline"), ProfileFactory()
+    first = []
+
+    def start_first_in_between(sender, instance, **kwargs):
+        """The first operator's start commits between the second's check and its insert."""
+        pre_save.disconnect(start_first_in_between, sender=Competition)
+        thread = threading.Thread(
+            target=lambda: first.append(competition_start(task=task, profile_a=other, profile_b=baseline, actor="op 1"))
+        )
+        thread.start()
+        thread.join(30)
+
+    pre_save.connect(start_first_in_between, sender=Competition)
+    try:
+        with pytest.raises(CompetitionRefused, match=f"already met on task #{task.pk}") as refused:
+            competition_start(task=task, profile_a=baseline, profile_b=other, actor="op 2")
+    finally:
+        pre_save.disconnect(start_first_in_between, sender=Competition)
+    assert refused.value.existing_id == first[0].pk
+    assert list(Competition.objects.values_list("pk", "started_by")) == [(first[0].pk, "op 1")]
 
 
 # --- real workers --------------------------------------------------------------------------------
