@@ -169,8 +169,7 @@ class ArenaFile(models.Model):
     sha256 = models.CharField(max_length=64)
 
     class Meta:
-        ordering = ["result", "id"]
-        constraints = [models.UniqueConstraint(fields=["result", "name"], name="arena_file_unique_name")]
+        ordering = ["result", "id"]  # as produced; names need not be unique (a deliverable's are not)
 
     def __str__(self) -> str:
         return self.name

@@ -47,10 +47,13 @@ def profile_route(*, domain: Domain, profile: AgentProfile | None, actor: str, r
 def routing_revert(*, change: RoutingChange, actor: str, reason: str = "") -> RoutingChange:
     """Undo `change`: the domain goes back to the profile it had before. Only the domain's latest
     change can be undone, once."""
-    latest = RoutingChange.objects.filter(domain=change.domain_id).order_by("-created_at", "-id").first()
-    if latest is None or latest.pk != change.pk:
-        later = latest.pk if latest is not None else None
-        raise RoutingConflict(f"A later routing change (#{later}) exists; revert that one first.", existing_id=later)
+    latest = (
+        RoutingChange.objects.filter(domain=change.domain_id).order_by("-created_at", "-id").first()
+    )  # `change` at least
+    if latest.pk != change.pk:
+        raise RoutingConflict(
+            f"A later routing change (#{latest.pk}) exists; revert that one first.", existing_id=latest.pk
+        )
     domain = Domain.objects.get(pk=change.domain_id)
     reason = reason or f"reverts change #{change.pk}"
     return _change(domain=domain, to=change.from_profile, actor=actor, reason=reason, reverts=change)

@@ -330,7 +330,11 @@ def _file_store(*, result: ArenaResult, produced: Produced) -> ArenaFile:
         sha256=hashlib.sha256(produced.content).hexdigest(),
     )
     row.file.save(produced.name, ContentFile(produced.content), save=False)
-    row.save()
+    try:
+        row.save()
+    except BaseException:
+        row.file.delete(save=False)  # stored, but its row is not: the caller's clean-up cannot see it
+        raise
     return row
 
 

@@ -452,6 +452,24 @@ def test_a_files_name_and_type_are_cut_to_their_columns():
     assert (stored.name, stored.content_type) == (name[:200], content_type[:100])
 
 
+def test_two_files_of_one_name_are_both_kept_as_a_deliverables_would_be():
+    claimed = _claim(CompetitionFactory(), "a")
+    files = [Produced("notes.md", b"first", "text/markdown"), Produced("notes.md", b"second", "text/markdown")]
+    _side_finish(result=claimed, output=AgentOutput(outcome="approved", files=files), compute_ms=5)
+    assert list(ArenaFile.objects.filter(result=claimed).values_list("name", "size")) == [
+        ("notes.md", 5), ("notes.md", 6)]  # fmt: skip
+
+
+def test_a_file_whose_row_is_refused_leaves_nothing_in_storage(refuse_inserts, media_root):
+    claimed = _claim(CompetitionFactory(), "a")
+    refuse_inserts("arena_arenafile")
+    output = AgentOutput(outcome="approved", files=[Produced("notes.md", b"# Notes", "text/markdown")])
+    with pytest.raises(IntegrityError):
+        _side_finish(result=claimed, output=output, compute_ms=5)
+    assert not list((media_root / "private" / "arena").glob("*"))
+    assert ArenaResult.objects.get(pk=claimed.pk).state == "running"
+
+
 def test_a_passing_sides_cloud_answers_are_kept_for_training(fast_gateway, fake_openai):
     llm = _llm(fake_openai, *_table_answers(), cloud=True)
     competition = _replay_of_table_task(profile_a=llm)

@@ -196,10 +196,10 @@ def test_a_promoted_profile_that_goes_inactive_gives_the_domain_back_to_prioriti
 
 
 def test_a_pair_where_a_third_profile_is_routed_promotes_nobody(settings, pair):
-    settings.ARENA_PROMOTION_MIN_DUELS = 1
+    settings.ARENA_PROMOTION_MIN_DUELS = 4
     ProfileFactory(name="third", priority=1)  # routed by priority, not in the pair
-    fight(pair, a_profit="10", b_profit="20")
-    fight(pair, a_profit="10", b_profit="20")
+    for _ in range(4):  # 4 of 4: due, were the baseline routed
+        fight(pair, a_profit="10", b_profit="20")
     assert standing(pair).promotion == "watching"
     assert not RoutingChange.objects.exists()
 
@@ -258,13 +258,16 @@ def test_the_first_of_the_pair_is_promoted_back_when_it_beats_the_routed_second(
 
 
 def test_pairs_sharing_a_profile_in_one_domain_keep_their_own_standings(pair):
-    baseline = pair[0]
+    baseline, challenger = pair
     third = ProfileFactory(name="third")
     fight(pair, a_profit="20", b_profit="10")
     fight((baseline, third), a_profit="10", b_profit="20")
     fight((baseline, third), a_profit="10", b_profit="20")
+    for _ in range(3):
+        fight((challenger, third), a_profit="20", b_profit="10")
     assert (standing(pair).first_wins, standing(pair).second_wins) == (1, 0)
     assert (standing((baseline, third)).first_wins, standing((baseline, third)).second_wins) == (0, 2)
+    assert (standing((challenger, third)).first_wins, standing((challenger, third)).second_wins) == (3, 0)
     assert standing(pair).profit_diff_mean_cents == 10
 
 
@@ -277,3 +280,14 @@ def test_a_competition_still_running_does_not_count(pair):
     result_add(running, "b", passed=False)
     row = standing_refresh(domain_id=running.domain_id, pair=(pair[0].pk, pair[1].pk))
     assert (row.first_wins, row.second_wins, row.profit_diff_mean_cents) == (1, 0, 10)
+
+
+def test_the_promoted_sides_interval_is_recorded_when_the_other_side_won_some(settings, pair):
+    settings.ARENA_PROMOTION_MIN_DUELS = 10
+    fight(pair, a_profit="20", b_profit="10")  # the baseline (first) wins one
+    for _ in range(9):
+        fight(pair, a_profit="10", b_profit="20")
+    # first: 1 of 10, Wilson [0.0179, 0.4042]; the challenger's is its mirror
+    assert RoutingChange.objects.get().reason == (
+        "challenger won 9 of 10 decisive duels against baseline; win rate 95 % interval [0.596, 0.982]"
+    )
