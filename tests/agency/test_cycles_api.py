@@ -22,8 +22,8 @@ def test_it_queues_a_cycle_and_shows_its_steps_as_json(operator_client, django_c
     queued = response.json()
     assert (queued["status"], queued["trigger"], queued["steps"]) == ("queued", "worker", [])
     assert queued["planned"] == [
-        "marketplaces_scan", "bids_reconcile_all", "tasks_requeue", "notifications_relay", "client_emails_relay",
-        "housekeeping",
+        "marketplaces_scan", "bids_reconcile_all", "tasks_requeue", "competitions_resume", "notifications_relay",
+        "client_emails_relay", "housekeeping",
     ]  # fmt: skip
 
     shown = operator_client.get(f"{URL}/{queued['id']}").json()

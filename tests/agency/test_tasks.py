@@ -23,13 +23,14 @@ def test_it_runs_every_step_of_an_eager_cycle_and_stores_named_results():
         "bids.services.postings.marketplaces_scan",
         "bids.services.bids.bids_reconcile_all",
         "agency.pipeline.tasks_requeue",
+        "arena.services.competitions.competitions_resume",
         "escalations.services.notifications_relay",
         "agency.services.delivery.client_emails_relay",
         "agency.cycle.housekeeping",
     ]
     names = set(TaskResult.objects.values_list("task_name", flat=True))
     assert {"agency.cycle", "agency.cycle_step"} <= names
-    assert TaskResult.objects.filter(task_name="agency.cycle_step", status="SUCCESS").count() == 6
+    assert TaskResult.objects.filter(task_name="agency.cycle_step", status="SUCCESS").count() == 7
 
 
 def test_it_refuses_to_run_anything_but_a_known_step():

@@ -6,7 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError
+from django.db import DatabaseError
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -460,11 +460,13 @@ def test_two_files_of_one_name_are_both_kept_as_a_deliverables_would_be():
         ("notes.md", 5), ("notes.md", 6)]  # fmt: skip
 
 
+# A trigger's DDL commits on MariaDB: the test runs in transactions of its own, flushed after.
+@pytest.mark.django_db(transaction=True)
 def test_a_file_whose_row_is_refused_leaves_nothing_in_storage(refuse_inserts, media_root):
     claimed = _claim(CompetitionFactory(), "a")
     refuse_inserts("arena_arenafile")
     output = AgentOutput(outcome="approved", files=[Produced("notes.md", b"# Notes", "text/markdown")])
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DatabaseError):  # an integrity error on SQLite, the trigger's own error elsewhere
         _side_finish(result=claimed, output=output, compute_ms=5)
     assert not list((media_root / "private" / "arena").glob("*"))
     assert ArenaResult.objects.get(pk=claimed.pk).state == "running"
@@ -480,11 +482,14 @@ def test_a_passing_sides_cloud_answers_are_kept_for_training(fast_gateway, fake_
     assert set(kept.values_list("task_id", "rating")) == {(competition.task_id, APPROVED["score"])}
 
 
+# A trigger's DDL commits on MariaDB: the test runs in transactions of its own, flushed after.
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_workers")  # committed at once, the paid task would go to the pipeline first
 def test_a_side_whose_finish_fails_keeps_no_files(fast_gateway, fake_openai, refuse_inserts, media_root):
     llm = _llm(fake_openai, *_table_answers(), cloud=True)
     competition = _replay_of_table_task(profile_a=llm)
     refuse_inserts("agency_trainingexample")  # fails after the side's files were stored
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DatabaseError):
         competition_side_run(competition_id=competition.pk, side="a", worker="w1")
     assert not ArenaFile.objects.exists()
     assert not list((media_root / "private" / "arena").glob("*"))
@@ -682,6 +687,8 @@ def test_the_starters_name_is_cut_to_a_hundred_characters():
     assert Competition.objects.get(pk=competition.pk).started_by == actor[:100]
 
 
+# A trigger's DDL commits on MariaDB: the test runs in transactions of its own, flushed after.
+@pytest.mark.django_db(transaction=True)
 def test_an_insert_refused_for_another_reason_is_not_taken_for_a_pair_that_met(refuse_inserts):
     domain = paid_task().domain
     task = TaskFactory(status="completed", domain=domain)
@@ -691,7 +698,7 @@ def test_an_insert_refused_for_another_reason_is_not_taken_for_a_pair_that_met(r
     )
     competition_start(task=task, profile_a=baseline, profile_b=ProfileFactory(), actor="op")
     refuse_inserts("arena_competition")
-    with pytest.raises(IntegrityError):  # the same pair on another task, another pair on this one: neither met here
+    with pytest.raises(DatabaseError):  # the same pair on another task, another pair on this one: neither met here
         competition_start(task=task, profile_a=baseline, profile_b=other, actor="op")
 
 
