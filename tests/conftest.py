@@ -80,6 +80,13 @@ def local_channel_targets(settings):
 
 
 @pytest.fixture(autouse=True)
+def no_arena_sample(settings):
+    """Only high-value tasks compete unless a test samples others: the sample goes by task id, and
+    ids differ between databases (and runs), so a sampled ordinary task would make a test flaky."""
+    settings.ARENA_SAMPLE_RATE = 0
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache():
     """Throttle counters and other cached state never leak from one test to the next."""
     from django.core.cache import cache

@@ -230,6 +230,9 @@ def _side_claim(*, competition: Competition, side: str, profile: AgentProfile, w
     if existing is None:
         try:
             with transaction.atomic():
+                # Claimants of one competition take turns on its row: InnoDB would otherwise deadlock
+                # concurrent inserts into the same unique indexes instead of refusing all but one.
+                Competition.objects.select_for_update().filter(pk=competition.pk).values_list("pk", flat=True).get()
                 attempt = attempt_open(task=competition.task, profile=profile, worker=worker)
                 return ArenaResult.objects.create(
                     competition=competition, side=side, profile=profile, attempt=attempt, started_at=timezone.now()
