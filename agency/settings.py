@@ -366,19 +366,20 @@ TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 600, minimum=1)
 TASK_REQUEUE_PAID_AFTER_SECONDS = env_int("TASK_REQUEUE_PAID_AFTER_SECONDS", 120, minimum=0)
 # The arena (docs/arena.md). The pipeline offers each task's first attempt to this function (a dotted
 # path; empty: the single-agent path for every task). It takes every high-value task and this share
-# of the others, picked by task id. A side's compute (the wall-clock time its agent ran) costs this
-# many cents a second; a side silent for longer than its timeout is run again. A challenger is
-# promoted into routing only after this many decisive duels with an interval clear of parity.
+# of the others, picked by task id. Compute (the wall-clock time an agent ran: an arena side, an
+# attempt on the dashboard) costs COMPUTE_CENTS_PER_SECOND cents a second; a side silent for longer
+# than its timeout is run again. A challenger is promoted into routing only after this many decisive
+# duels with an interval clear of parity.
 PIPELINE_ARENA_HOOK = env.str("PIPELINE_ARENA_HOOK", default="arena.services.competitions.task_compete")
 ARENA_SAMPLE_RATE = env.float("ARENA_SAMPLE_RATE", default=0.1)
 if not 0 <= ARENA_SAMPLE_RATE <= 1:
     raise ImproperlyConfigured("ARENA_SAMPLE_RATE must be within 0..1")
 try:
-    ARENA_COMPUTE_CENTS_PER_SECOND = Decimal(env.str("ARENA_COMPUTE_CENTS_PER_SECOND", default="0.0014"))
-    if not ARENA_COMPUTE_CENTS_PER_SECOND >= 0:
+    COMPUTE_CENTS_PER_SECOND = Decimal(env.str("COMPUTE_CENTS_PER_SECOND", default="0.0014"))
+    if not COMPUTE_CENTS_PER_SECOND >= 0:
         raise ArithmeticError
 except ArithmeticError:
-    raise ImproperlyConfigured("ARENA_COMPUTE_CENTS_PER_SECOND must be a number of cents, not negative") from None
+    raise ImproperlyConfigured("COMPUTE_CENTS_PER_SECOND must be a number of cents, not negative") from None
 ARENA_SIDE_TIMEOUT_SECONDS = env_int("ARENA_SIDE_TIMEOUT_SECONDS", 1800, minimum=1)
 ARENA_PROMOTION_MIN_DUELS = env_int("ARENA_PROMOTION_MIN_DUELS", 47, minimum=1)
 # Marketplaces and bids (docs/bids.md). Proposed amounts stay within the posting's budget and within

@@ -18,8 +18,11 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from agency.admin import ReadOnlyAdmin, ReadOnlyInline, admin_actor, each_row
+from agency.charts import win_rate_history_svg
 from agency.models import AgentProfile, Task
+from agency.money import dollars
 from agency.services.routing import profile_routed
+from arena.display import profit_difference, win_rate
 from arena.models import DECISIVE, ArenaFile, ArenaResult, Competition, PairStanding
 from arena.rules import wilson_interval
 from arena.services.competitions import CompetitionRefused, competition_start
@@ -28,11 +31,8 @@ from arena.services.standings import duels, promotion_make, promotion_release, p
 CHART_DUELS = 300  # the chart's window: the pair's latest duels, counted from all before them
 
 
-def _cents(value: Decimal | int | None) -> str:
-    """Cents without the trailing zeros of ten decimal places."""
-    if value is None:
-        return "—"
-    return format(Decimal(value).normalize(), "f")
+def _dollars(value: Decimal | int | None) -> str:
+    return "—" if value is None else dollars(value)
 
 
 def _model_calls_url(attempt_id: int) -> str:
@@ -63,10 +63,10 @@ def _side_rows(results: dict[str, ArenaResult | None]) -> list[tuple[str, list[o
     metrics = [
         ("State", lambda r: r.get_state_display()),
         ("Passed the gate", lambda r: "yes" if r.passed_gate else "no"),
-        ("Revenue (¢)", lambda r: r.revenue_cents),
-        ("Model cost (¢)", lambda r: _cents(r.model_cost_cents)),
-        ("Compute cost (¢)", lambda r: _cents(r.compute_cost_cents)),
-        ("Profit (¢)", lambda r: _cents(r.profit_cents)),
+        ("Revenue", lambda r: _dollars(r.revenue_cents)),
+        ("Model cost", lambda r: _dollars(r.model_cost_cents)),
+        ("Compute cost", lambda r: _dollars(r.compute_cost_cents)),
+        ("Profit", lambda r: _dollars(r.profit_cents)),
         ("Latency (ms)", lambda r: r.latency_ms),
         ("Error", lambda r: r.error or "—"),
         (
@@ -238,48 +238,6 @@ def win_rate_history(standing: PairStanding, *, last: int = CHART_DUELS) -> tupl
     return points, number
 
 
-def win_rate_svg(points: list[tuple], *, width: int = 640, height: int = 260) -> str:
-    """An inline SVG: the win rate as a line over its interval as a band, parity dashed."""
-    left, right, top, bottom = 44, 16, 12, 34
-    plot_w, plot_h = width - left - right, height - top - bottom
-    first_n, last_n = points[0][0], points[-1][0]
-    span = last_n - first_n
-
-    def x(n: int) -> str:
-        return f"{left + (plot_w * (n - first_n) / span if span else plot_w / 2):.1f}"
-
-    def y(value: float) -> str:
-        return f"{top + plot_h * (1 - value):.1f}"
-
-    upper = [f"{x(n)},{y(high)}" for n, _, _, high in points]
-    lower = [f"{x(n)},{y(low)}" for n, _, low, _ in reversed(points)]
-    grid = format_html_join(
-        "",
-        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#ccc" stroke-dasharray="{}"/><text x="{}" y="{}" '
-        'font-size="11" text-anchor="end">{}</text>',
-        (
-            (left, y(v), width - right, y(v), "4 3" if v == 0.5 else "none",
-             left - 6, f"{float(y(v)) + 4:.1f}", f"{v:.2f}")
-            for v in (0, 0.25, 0.5, 0.75, 1)
-        ),
-    )  # fmt: skip
-    axis = format_html(
-        '<text x="{}" y="{}" font-size="11" text-anchor="middle">duel {}</text>'
-        '<text x="{}" y="{}" font-size="11" text-anchor="middle">duel {}</text>',
-        x(first_n), height - 14, first_n, x(last_n), height - 14, last_n,
-    )  # fmt: skip
-    last = points[-1]
-    return format_html(
-        '<svg xmlns="http://www.w3.org/2000/svg" class="arena-win-rate" role="img" width="{}" height="{}" '
-        'viewBox="0 0 {} {}"><title>Win rate of the first profile with its Wilson 95 % interval</title>{}{}'
-        '<polygon points="{}" fill="#79aec8" fill-opacity="0.35" stroke="none"/>'
-        '<polyline points="{}" fill="none" stroke="#205067" stroke-width="2"/>'
-        '<circle cx="{}" cy="{}" r="3" fill="#205067"/></svg>',
-        width, height, width, height, grid, axis, " ".join(upper + lower),
-        " ".join(f"{x(n)},{y(rate)}" for n, rate, _, _ in points), x(last[0]), y(last[1]),
-    )  # fmt: skip
-
-
 class StandingChangeList(ChangeList):
     """The page's standings carry the profile routed for their domain: one look-up per domain on
     the page, through the routing service, not one per row."""
@@ -291,10 +249,6 @@ class StandingChangeList(ChangeList):
             if standing.domain_id not in routed:
                 routed[standing.domain_id] = profile_routed(domain=standing.domain)
             standing.routed_now = routed[standing.domain_id]
-
-
-def _interval(low: float | None, high: float | None, digits: int) -> str:
-    return "" if low is None or high is None else f" [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 @admin.register(PairStanding)
@@ -324,17 +278,11 @@ class PairStandingAdmin(ReadOnlyAdmin):
 
     @admin.display(description="first's win rate [95 %]")
     def win_rate(self, standing: PairStanding) -> str:
-        if not standing.decisive:
-            return "—"
-        rate = standing.first_wins / standing.decisive
-        return f"{rate:.3f}{_interval(standing.win_rate_low, standing.win_rate_high, 3)}"
+        return win_rate(standing)
 
-    @admin.display(description="mean profit difference ¢ [95 %]")
+    @admin.display(description="mean profit difference [95 %]")
     def profit_difference(self, standing: PairStanding) -> str:
-        if standing.profit_diff_mean_cents is None:
-            return "—"
-        spread = _interval(standing.profit_diff_low_cents, standing.profit_diff_high_cents, 2)
-        return f"{standing.profit_diff_mean_cents:.2f}{spread}"
+        return profit_difference(standing)
 
     @admin.display(description="routed now")
     def routed(self, standing: PairStanding) -> str:
@@ -349,8 +297,9 @@ class PairStandingAdmin(ReadOnlyAdmin):
             return "No decisive duel yet."
         shown = f"the last {CHART_DUELS} of {fought} duels" if fought > CHART_DUELS else f"all {fought} duels"
         return format_html(
-            "{}<p>{}'s share of the decisive duels against {} after each duel ({}), with its Wilson 95 % interval.</p>",
-            win_rate_svg(points),
+            '<div class="arena-win-rate">{}</div>'
+            "<p>{}'s share of the decisive duels against {} after each duel ({}), with its Wilson 95 % interval.</p>",
+            win_rate_history_svg(points),
             standing.first.name,
             standing.second.name,
             shown,

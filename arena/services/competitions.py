@@ -272,7 +272,7 @@ def _side_take_over(*, existing: ArenaResult, profile: AgentProfile, worker: str
 def side_money(*, passed: bool, price_cents: int, model_cost: Decimal, compute_ms: int) -> dict:
     """What a side earned: the task's price if it passed the gate, less its model and compute cost."""
     revenue = price_cents if passed else 0
-    compute = (Decimal(compute_ms) / 1000 * settings.ARENA_COMPUTE_CENTS_PER_SECOND).quantize(CENT_PLACES)
+    compute = (Decimal(compute_ms) / 1000 * settings.COMPUTE_CENTS_PER_SECOND).quantize(CENT_PLACES)
     return {
         "revenue_cents": revenue,
         "model_cost_cents": model_cost,

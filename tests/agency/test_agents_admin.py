@@ -16,7 +16,7 @@ def test_the_task_page_shows_each_attempt_with_its_verdict_and_cost(admin_client
     task_work_run(task_id=task.pk, worker="w1")
     Attempt.objects.filter(task=task).update(model_cost_cents="0.8750000000")
     page = admin_client.get(f"/admin/agency/task/{task.pk}/change/").content.decode()
-    assert "baseline" in page and "approved" in page and "0.875" in page
+    assert "baseline" in page and "approved" in page and "$0.00875" in page
     assert "the figures are computed" in page  # the verdict
 
 

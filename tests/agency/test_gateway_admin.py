@@ -34,7 +34,7 @@ def test_it_shows_the_totals_of_the_filtered_ledger_rows(admin_client):
     totals = response.context["ledger_totals"]
     assert totals["cost_cents"] == Decimal("1.125")
     assert (totals["calls"], totals["tokens_in"], totals["tokens_out"]) == (2, 2500, 500)
-    assert "1.125" in response.content.decode()
+    assert "cost $0.01125," in response.content.decode()
 
 
 def test_it_filters_the_ledger_by_task(admin_client):

@@ -47,7 +47,7 @@ def valuable_csv_task() -> Task:
 
 
 def test_profit_is_the_price_less_ledger_and_compute_cost_to_the_fraction_of_a_cent(settings):
-    settings.ARENA_COMPUTE_CENTS_PER_SECOND = D("0.0014")
+    settings.COMPUTE_CENTS_PER_SECOND = D("0.0014")
     money = side_money(passed=True, price_cents=15000, model_cost=D("1.5001234567"), compute_ms=1500)
     assert money == {
         "revenue_cents": 15000,
@@ -58,14 +58,14 @@ def test_profit_is_the_price_less_ledger_and_compute_cost_to_the_fraction_of_a_c
 
 
 def test_a_side_that_failed_the_gate_earns_nothing_and_still_pays_its_costs(settings):
-    settings.ARENA_COMPUTE_CENTS_PER_SECOND = D("0.5")
+    settings.COMPUTE_CENTS_PER_SECOND = D("0.5")
     money = side_money(passed=False, price_cents=15000, model_cost=D("0.0000000001"), compute_ms=3)
     assert money["revenue_cents"] == 0
     assert money["profit_cents"] == D("-0.0015000001")
 
 
 def test_the_results_costs_are_the_sums_of_their_ledger_rows(settings, run_commits, llm_incumbent):
-    settings.ARENA_COMPUTE_CENTS_PER_SECOND = D("0")  # wall-clock time would make profits vary
+    settings.COMPUTE_CENTS_PER_SECOND = D("0")  # wall-clock time would make profits vary
     task = valuable_csv_task()
     with run_commits():
         assert task_work_run(task_id=task.pk, worker="w1") == "arena"
@@ -83,7 +83,7 @@ def test_the_results_costs_are_the_sums_of_their_ledger_rows(settings, run_commi
 
 
 def test_a_high_value_task_competes_and_the_more_profitable_side_delivers(settings, run_commits, llm_incumbent):
-    settings.ARENA_COMPUTE_CENTS_PER_SECOND = D("0")
+    settings.COMPUTE_CENTS_PER_SECOND = D("0")
     task = valuable_csv_task()
     with run_commits():
         assert task_work_run(task_id=task.pk, worker="w1") == "arena"
@@ -230,7 +230,7 @@ def test_waking_a_competition_takes_only_its_own_tasks_lease(django_capture_on_c
 
 
 def test_a_redelivered_join_or_side_changes_nothing(settings, run_commits, llm_incumbent):
-    settings.ARENA_COMPUTE_CENTS_PER_SECOND = D("0")
+    settings.COMPUTE_CENTS_PER_SECOND = D("0")
     task = valuable_csv_task()
     with run_commits():
         task_work_run(task_id=task.pk, worker="w1")
@@ -560,7 +560,7 @@ def test_the_winners_summary_becomes_the_tasks_experience():
 
 
 def test_an_operator_starts_a_live_competition_on_a_paid_task(settings, run_commits):
-    settings.ARENA_COMPUTE_CENTS_PER_SECOND = D("0")
+    settings.COMPUTE_CENTS_PER_SECOND = D("0")
     task = paid_task()
     challenger = ProfileFactory()
     baseline = AgentProfile.objects.get(name="baseline")

@@ -56,7 +56,7 @@ def test_a_bid_sent_by_hand_is_approved_then_marked_submitted(admin_client, doma
 
 def test_the_change_page_edits_only_a_drafts_amount_and_proposal(admin_client, domains):
     draft, sent = BidFactory(status="draft"), BidFactory(status="submitted", amount_cents=15000)
-    form = {"amount_cents": 16000, "proposal": "Better words.", "events-TOTAL_FORMS": 0, "events-INITIAL_FORMS": 0}
+    form = {"amount_cents": "$160.00", "proposal": "Better words.", "events-TOTAL_FORMS": 0, "events-INITIAL_FORMS": 0}
     assert admin_client.post(f"/admin/bids/bid/{draft.pk}/change/", form).status_code == 302
     draft.refresh_from_db()
     assert (draft.amount_cents, draft.proposal, draft.status) == (16000, "Better words.", "draft")
