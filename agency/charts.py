@@ -26,7 +26,7 @@ _DOLLARS = FuncFormatter(lambda value, _: f"-${-value:,.0f}" if value < 0 else f
 
 def _svg(figure: Figure) -> SafeString:
     out = io.StringIO()
-    figure.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None})
+    figure.savefig(out, format="svg", metadata={"Date": None})
     text = out.getvalue()
     # Our own drawing from our own numbers: matplotlib escapes the labels it writes.
     return mark_safe(text[text.index("<svg") :].strip())  # noqa: S308
@@ -52,7 +52,7 @@ def money_by_day_svg(
     """Revenue up, the costs stacked down from zero, profit as a line; amounts given in cents."""
 
     def draw() -> Figure:
-        figure = Figure(figsize=(8.6, 3.0))
+        figure = Figure(figsize=(8.6, 3.0), layout="constrained")
         axes = figure.subplots()
         x = range(len(days))
         axes.bar(x, _dollars(revenue), color=GAIN, width=0.75, label="revenue")
@@ -65,7 +65,7 @@ def money_by_day_svg(
         axes.axhline(0, color=INK, linewidth=0.8)
         axes.set_xticks(list(x)[::3], [d[5:] for d in days][::3])
         axes.yaxis.set_major_formatter(_DOLLARS)
-        axes.legend(loc="upper left", ncols=5, frameon=False, fontsize=8)
+        figure.legend(loc="outside upper left", ncols=5, frameon=False, fontsize=8)
         return figure
 
     return _cached("days", (days, revenue, costs, profit), draw)
@@ -77,7 +77,7 @@ def money_by_source_svg(
     """Per source (marketplace): revenue and costs side by side, profit as a diamond."""
 
     def draw() -> Figure:
-        figure = Figure(figsize=(8.6, 0.9 + 0.45 * len(names)))
+        figure = Figure(figsize=(8.6, 1.2 + 0.45 * len(names)), layout="constrained")
         axes = figure.subplots()
         y = range(len(names))
         axes.barh([i + 0.2 for i in y], _dollars(revenue), height=0.38, color=GAIN, label="revenue")
@@ -87,7 +87,7 @@ def money_by_source_svg(
         axes.set_yticks(list(y), list(names))
         axes.invert_yaxis()
         axes.xaxis.set_major_formatter(_DOLLARS)
-        axes.legend(loc="lower right", frameon=False, fontsize=8)
+        figure.legend(loc="outside upper left", ncols=3, frameon=False, fontsize=8)
         return figure
 
     return _cached("sources", (names, revenue, costs, profit), draw)
@@ -99,7 +99,7 @@ def win_rates_svg(
     """One row per pair: the first profile's win rate with its 95 % interval; parity dashed."""
 
     def draw() -> Figure:
-        figure = Figure(figsize=(8.6, 0.9 + 0.4 * len(names)))
+        figure = Figure(figsize=(8.6, 0.9 + 0.4 * len(names)), layout="constrained")
         axes = figure.subplots()
         y = list(range(len(names)))
         below = [r - lo for r, lo in zip(rates, lows, strict=True)]

@@ -12,13 +12,15 @@ from django.db import models
 _MONEY_NAME = re.compile(r"(^|_)cents($|_)")
 
 
-def dollars(cents: int | Decimal | float | None) -> str:
+def dollars(cents: int | Decimal | float | None, places: int = 6) -> str:
     """`26250` → `$262.50`, `-1999` → `-$19.99`, `Decimal("0.0042")` → `$0.000042`: two decimals,
-    more where the amount has fractions of a cent (the ledger prices calls to a millionth of one)."""
+    more where the amount has fractions of a cent (the ledger prices calls to a millionth of one),
+    up to `places` decimals of a dollar."""
     if cents is None:
         return ""
     # Floats are statistics (interval bounds): to the cent is enough for them.
     amount = (Decimal(str(round(cents, 2))) if isinstance(cents, float) else Decimal(cents)) / 100
+    amount = amount.quantize(Decimal(1).scaleb(-places))
     digits = max(2, -amount.normalize().as_tuple().exponent)
     return f"{'-' if amount < 0 else ''}${abs(amount):,.{digits}f}"
 

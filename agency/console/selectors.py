@@ -175,13 +175,17 @@ def money_by_marketplace(*, start: datetime, end: datetime, total: Money) -> lis
 
     A marketplace's share: the tasks its won bids became (revenue, its fee, their model calls and
     compute) and the model calls that evaluated its postings."""
-    rows: dict[int, Money] = {}
+    def money(pk: int, name: str) -> Money:
+        return Money(label=name, url=_changelist("bids.bid", marketplace__id__exact=pk))
+
+    # Every active marketplace has a row, busy or not; inactive ones only if they brought something.
+    rows = {pk: money(pk, name) for pk, name in Marketplace.objects.filter(active=True).values_list("pk", "name")}
 
     def row(values: dict) -> Money:
-        if values["marketplace_id"] not in rows:
-            url = _changelist("bids.bid", marketplace__id__exact=values["marketplace_id"])
-            rows[values["marketplace_id"]] = Money(label=values["marketplace__name"], url=url)
-        return rows[values["marketplace_id"]]
+        pk = values["marketplace_id"]
+        if pk not in rows:
+            rows[pk] = money(pk, values["marketplace__name"])
+        return rows[pk]
 
     def per_marketplace(queryset, **totals):
         return queryset.values("marketplace_id", "marketplace__name").annotate(**totals).order_by()

@@ -8,5 +8,6 @@ register = template.Library()
 
 
 @register.filter
-def dollars(cents) -> str:
-    return in_dollars(cents)
+def dollars(cents, places: int = 6) -> str:
+    """`{{ total|dollars:4 }}`: at most 4 decimals of a dollar (a hundredth of a cent)."""
+    return in_dollars(cents, int(places))

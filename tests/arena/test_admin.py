@@ -195,7 +195,7 @@ def test_the_change_page_draws_the_win_rate_with_its_interval(admin_client):
     standing = _standing(3, 1)
     page = admin_client.get(f"{STANDINGS}{standing.pk}/change/").content.decode()
     svg = re.search(r'<div class="arena-win-rate"><svg .*?</svg></div>', page, re.S).group(0)
-    assert ">duel</text>" in svg and ">50%</text>" in svg  # drawn by matplotlib, its labels kept as text
+    assert ">duel</text>" in svg and ">100%</text>" in svg  # drawn by matplotlib, its labels kept as text
     assert "<script" not in svg
     assert f"{standing.first.name}'s share of the decisive duels" in page
     assert "all 4 duels" in page
