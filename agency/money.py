@@ -2,7 +2,7 @@
 contract), and shown and typed in dollars in the back office (docs/console.md)."""
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -68,7 +68,7 @@ class DollarsField(forms.Field):
         try:
             cents = Decimal(text) * 100
             exact = cents == cents.quantize(Decimal(1).scaleb(-self.fraction_digits))
-        except InvalidOperation:  # not a number, infinite, or more digits than a Decimal holds
+        except ArithmeticError:  # not a number, infinite, or more digits than a Decimal holds
             raise ValidationError("Enter an amount in dollars, such as 262.50.", code="invalid") from None
         if not exact:
             places = self.fraction_digits + 2
