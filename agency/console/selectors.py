@@ -49,8 +49,8 @@ def waited(elapsed: timedelta) -> str:
 
 
 def _stamp(moment: datetime) -> str:
-    # A moment in a link's query string, as the admin's date filters read it back.
-    return moment.astimezone(timezone.get_current_timezone()).strftime("%Y-%m-%d %H:%M:%S")
+    # A moment in a link's query string, with its offset (the admin's filters read ISO 8601 back).
+    return moment.isoformat()
 
 
 def attention_items(*, now: datetime) -> list[Attention]:
