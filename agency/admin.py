@@ -1,6 +1,12 @@
 from collections.abc import Callable, Iterable
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from agency.errors import DomainError
 from agency.gateway.breaker import breaker_reset
@@ -33,6 +39,7 @@ from agency.services.api_keys import api_key_create, api_key_revoke
 from agency.services.delivery import DeliveryRefused, delivery_email_enqueue, delivery_link_revoke
 from agency.services.routing import routing_revert
 from agency.services.tasks import task_cancel, task_transition
+from agency.views import private_file
 
 
 def admin_actor(request) -> str:
@@ -164,7 +171,12 @@ class TaskEventInline(ReadOnlyInline):
 
 class DeliverableInline(ReadOnlyInline):
     model = Deliverable
-    fields = ["name", "content_type", "size", "sha256", "created_at"]
+    fields = ["download", "content_type", "size", "sha256", "created_at"]
+
+    @admin.display(description="file")
+    def download(self, deliverable: Deliverable) -> str:
+        url = reverse("admin:agency_task_deliverable", args=[deliverable.task_id, deliverable.pk])
+        return format_html('<a href="{}">{}</a>', url, deliverable.name)
 
 
 class AttemptInline(ReadOnlyInline):
@@ -184,7 +196,7 @@ class TaskAdmin(ChangedFieldsOnlyAdmin):
     show_full_result_count = False  # no COUNT(*) over the whole table on every page
     readonly_fields = [
         "status", "source", "client", "domain", "complexity", "urgency", "payment", "base_price_cents",
-        "discount_cents", "price_cents", "currency", "is_high_value", "input_file", "input_name",
+        "discount_cents", "price_cents", "currency", "is_high_value", "input_download", "input_name",
         "input_content_type", "input_size", "input_sha256", "attempts", "last_error", "lease_owner", "lease_until",
         "paid_at", "completed_at", "created_at", "updated_at", "trace_id",
     ]  # fmt: skip
@@ -194,6 +206,45 @@ class TaskAdmin(ChangedFieldsOnlyAdmin):
 
     def has_add_permission(self, request):
         return False  # tasks come from the API, marketplaces and commands, priced by the service
+
+    # --- The task's files: private storage, so staff download them through these views only.
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/input/", view(self.input_view), name="agency_task_input"),
+            path("<path:object_id>/deliverables/<int:deliverable_id>/", view(self.deliverable_view),
+                 name="agency_task_deliverable"),
+            *super().get_urls(),
+        ]  # fmt: skip
+
+    def _viewable(self, request, object_id) -> Task:
+        task = self.get_object(request, unquote(object_id))
+        if task is None:
+            raise Http404("No such task.")
+        if not self.has_view_permission(request, task):
+            raise PermissionDenied
+        return task
+
+    def input_view(self, request, object_id):
+        task = self._viewable(request, object_id)
+        if not task.input_file:
+            raise Http404("This task has no input file.")
+        return private_file(task.input_file, name=task.input_name or "input", content_type=task.input_content_type,
+                            sha256=task.input_sha256)  # fmt: skip
+
+    def deliverable_view(self, request, object_id, deliverable_id: int):
+        task = self._viewable(request, object_id)
+        deliverable = get_object_or_404(Deliverable, pk=deliverable_id, task=task)
+        return private_file(deliverable.file, name=deliverable.name, content_type=deliverable.content_type,
+                            sha256=deliverable.sha256)  # fmt: skip
+
+    @admin.display(description="input file")
+    def input_download(self, task: Task) -> str:
+        if not task.input_file:
+            return "—"
+        url = reverse("admin:agency_task_input", args=[task.pk])
+        return format_html('<a href="{}">{}</a> ({} bytes)', url, task.input_name or "input", task.input_size)
 
     @admin.action(description="E-mail the client a new delivery link (completed tasks)", permissions=["change"])
     def new_delivery_link(self, request, queryset):

@@ -175,6 +175,7 @@ def money_by_marketplace(*, start: datetime, end: datetime, total: Money) -> lis
 
     A marketplace's share: the tasks its won bids became (revenue, its fee, their model calls and
     compute) and the model calls that evaluated its postings."""
+
     def money(pk: int, name: str) -> Money:
         return Money(label=name, url=_changelist("bids.bid", marketplace__id__exact=pk))
 

@@ -121,3 +121,43 @@ def test_it_keeps_a_clients_address_out_of_the_operators_hands(admin_client):
     )
     client.refresh_from_db()
     assert (client.name, client.email, client.email_normalized) == ("Ann", "ann@example.com", "ann@example.com")
+
+
+def _task_with_files():
+    from django.core.files.base import ContentFile
+
+    from agency.models import Deliverable
+
+    task = TaskFactory(status="completed", input_name="q3 ledger.csv", input_content_type="text/csv", input_size=8)
+    task.input_file.save("q3.csv", ContentFile(b"a,b\n1,2\n"), save=True)
+    deliverable = Deliverable(task=task, name="report.html", content_type="text/html", size=22, sha256="0" * 64)
+    deliverable.file.save("report.html", ContentFile(b"<script>x()</script>ok"), save=True)
+    return task, deliverable
+
+
+def test_staff_download_a_tasks_input_and_deliverables_from_its_page(admin_client):
+    task, deliverable = _task_with_files()
+    page = admin_client.get(f"/admin/agency/task/{task.pk}/change/").content.decode()
+    assert f'<a href="/admin/agency/task/{task.pk}/input/">q3 ledger.csv</a> (8 bytes)' in page
+    assert f'<a href="/admin/agency/task/{task.pk}/deliverables/{deliverable.pk}/">report.html</a>' in page
+
+    response = admin_client.get(f"/admin/agency/task/{task.pk}/input/")
+    assert response.status_code == 200 and b"".join(response.streaming_content) == b"a,b\n1,2\n"
+    assert response["Content-Disposition"].startswith("attachment;") and response["Content-Type"] == "text/csv"
+    response = admin_client.get(f"/admin/agency/task/{task.pk}/deliverables/{deliverable.pk}/")
+    assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment;")
+    assert "sandbox" in response["Content-Security-Policy"]  # its script never runs on our origin
+
+
+def test_the_task_downloads_refuse_whoever_may_not_view_tasks(client, admin_client):
+    task, deliverable = _task_with_files()
+    urls = [f"/admin/agency/task/{task.pk}/input/", f"/admin/agency/task/{task.pk}/deliverables/{deliverable.pk}/"]
+    for url in urls:
+        assert client.get(url).status_code == 302  # to the login page
+    clerk = get_user_model().objects.create_user("clerk", password="x", is_staff=True)
+    client.force_login(clerk)
+    for url in urls:
+        assert client.get(url).status_code == 403
+    other = TaskFactory()
+    assert admin_client.get(f"/admin/agency/task/{other.pk}/deliverables/{deliverable.pk}/").status_code == 404
+    assert admin_client.get(f"/admin/agency/task/{other.pk}/input/").status_code == 404
