@@ -1,6 +1,5 @@
 """Reads of the gateway: routes, the ledger's sums and the breakers' health (docs/gateway.md)."""
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
@@ -80,18 +79,3 @@ def gateway_health() -> dict:
         "open_breakers": len(open_ids),
         "routes_down": down,
     }
-
-
-@dataclass(frozen=True)
-class Money:
-    revenue: int  # cents
-    model_cost: Decimal  # cents, exact
-    profit: Decimal
-
-
-def money_summary() -> Money:
-    """Revenue of the completed tasks, what their model calls cost (every attempt) and the difference."""
-    completed = Task.objects.filter(status=Task.Status.COMPLETED)
-    revenue = completed.aggregate(total=Sum("price_cents"))["total"] or 0
-    cost = ModelCall.objects.filter(task__in=completed).aggregate(total=Sum("cost_cents"))["total"] or Decimal(0)
-    return Money(revenue=revenue, model_cost=cost, profit=revenue - cost)

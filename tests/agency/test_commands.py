@@ -1,3 +1,4 @@
+from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -7,7 +8,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.test import Client, TestCase
 
-from agency.models import ApiKey, CycleRun, Task
+from agency.models import ApiKey, Attempt, CycleRun, Task
+from agency.money import dollars
 from bids.models import Bid
 from escalations.models import Escalation
 from escalations.services import escalation_resolve
@@ -101,7 +103,12 @@ def test_it_sets_up_the_demo_prints_a_login_and_can_run_twice(settings, tmp_path
         assert f"#{task.pk} {task.title}: completed (" in second
     assert "Tasks:     2 completed, 1 escalated" in second
     revenue = sum(demo_tasks.filter(status="completed").values_list("price_cents", flat=True))
-    assert f"Money:     revenue {revenue}, model cost 0, profit {revenue} " in second
+    # No model configured: no model cost; the demo marketplace is in training mode: no fee.
+    compute = Decimal(sum(Attempt.objects.values_list("compute_ms", flat=True))) / 1000 * Decimal("0.0014")
+    assert (
+        f"Money:     revenue {dollars(revenue)}, marketplace fees $0.00, model calls $0.00, "
+        f"compute {dollars(compute, 4)}, profit {dollars(revenue - compute, 4)} (last 30 days"
+    ) in second
     # The task no agent here can do is escalated once, and the operators' e-mail went out once;
     # the client got one delivery e-mail per completed task.
     [escalation] = Escalation.objects.all()

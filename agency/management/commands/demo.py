@@ -5,10 +5,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db.models import Count
+from django.utils import timezone
 
+from agency.console.selectors import money_by_day, money_total
 from agency.demo import DEMO_CLIENT, demo_challenger_seed, demo_channel_seed, demo_marketplace_seed, demo_tasks_seed
-from agency.gateway.selectors import money_summary
 from agency.models import ApiKey, Task
+from agency.money import dollars
 from agency.services.api_keys import api_key_create
 from arena.models import Competition, PairStanding
 from bids.models import Bid, Posting
@@ -116,10 +118,11 @@ class Command(TracedCommand):
             self.stdout.write(f"    #{task.pk} {task.title}: {task.status}" + (f" ({files})" if files else ""))
         decisions = _by_field(Posting.objects, "decision") or "none"
         self.stdout.write(f"  Postings:  {decisions}; bids: " + (_by_status(Bid.objects) or "none"))
-        money = money_summary()
+        money = money_total(money_by_day(today=timezone.localdate(), days=30), label="30 days")
         self.stdout.write(
-            f"  Money:     revenue {money.revenue}, model cost {money.model_cost}, profit {money.profit} "
-            "(completed tasks; amounts in cents)"
+            f"  Money:     revenue {dollars(money.revenue)}, marketplace fees {dollars(money.fees, 4)}, "
+            f"model calls {dollars(money.model_cost, 4)}, compute {dollars(money.compute_cost, 4)}, "
+            f"profit {dollars(money.profit, 4)} (last 30 days, as the dashboard shows)"
         )
         self._arena()
         unresolved = Escalation.objects.exclude(status=Escalation.Status.RESOLVED).count()
