@@ -337,3 +337,29 @@ def broker_url():
             pytest.fail(f"Redis is required in CI and is not reachable at {TEST_REDIS_URL}: {exc}")
         pytest.skip(f"Redis not reachable at {TEST_REDIS_URL}")
     return TEST_REDIS_URL
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium (selenium; Debian's chromium and chromedriver) with a WIDTH x HEIGHT window."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    from tests.browser import HEIGHT, WIDTH
+
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        if in_ci():
+            pytest.fail("Chromium and ChromeDriver are required in CI (.ci/run installs them)")
+        pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
+    options = Options()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={WIDTH},{HEIGHT}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver.implicitly_wait(5)
+    try:
+        yield driver
+    finally:
+        driver.quit()
