@@ -1,133 +1,147 @@
-"""Charts for the back office, drawn by matplotlib as inline SVG (text kept as text, so pages
-stay searchable). A chart is cached by what it shows: the same figures give the same picture
+"""Charts for the back office, drawn by pygal as inline SVG (no script: tooltips come from each
+value's <title>). A chart is cached by what it shows: the same figures give the same picture
 without drawing it again (docs/console.md)."""
 
 import hashlib
-import io
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 
-import matplotlib
+import pygal
 from django.core.cache import cache
 from django.utils.safestring import SafeString, mark_safe
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from pygal.style import Style
 
 CACHE_SECONDS = 24 * 3600
-INK, GAIN, LOSS, GRID = "#264b5d", "#2e7d4f", "#b5462f", "#d9d9d9"
-COST_COLOURS = {"marketplace fees": "#e0a458", "model calls": "#b5462f", "compute": "#7d5ba6"}
-STYLE = {
-    "svg.fonttype": "none", "svg.hashsalt": "agency", "font.size": 9, "axes.edgecolor": GRID,
-    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.color": GRID,
-    "grid.linewidth": 0.6, "axes.axisbelow": True, "text.parse_math": False,
+_SCRIPT = re.compile(r"<script\b.*?</script>", re.S)
+WIDTH = 860
+INK, GAIN, LOSS = "#264b5d", "#2e7d4f", "#b5462f"
+COST_COLOURS = {"marketplace fees": "#e0a458", "model calls": LOSS, "compute": "#7d5ba6"}
+STYLE = dict(
+    background="transparent", plot_background="transparent", foreground="#333", foreground_strong="#333",
+    foreground_subtle="#ccc", font_family="sans-serif", label_font_size=11, major_label_font_size=11,
+    legend_font_size=12, value_font_size=11, tooltip_font_size=12, opacity=".9", opacity_hover="1",
+    guide_stroke_color="#e6e6e6", major_guide_stroke_color="#e6e6e6", guide_stroke_dasharray="0",
+    major_guide_stroke_dasharray="0",
+)  # fmt: skip
+COMMON = {
+    "width": WIDTH, "js": [], "disable_xml_declaration": True, "legend_at_bottom": True, "legend_box_size": 10,
+    "margin": 8, "truncate_legend": -1, "truncate_label": -1,
 }  # fmt: skip
-_DOLLARS = FuncFormatter(lambda value, _: f"-${-value:,.0f}" if value < 0 else f"${value:,.0f}")
 
 
-def _svg(figure: Figure) -> SafeString:
-    out = io.StringIO()
-    figure.savefig(out, format="svg", metadata={"Date": None})
-    text = out.getvalue()
-    # Our own drawing from our own numbers: matplotlib escapes the labels it writes.
-    return mark_safe(text[text.index("<svg") :].strip())  # noqa: S308
+def _dollars_text(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
 
 
-def _cached(kind: str, data: object, draw) -> SafeString:
-    key = f"chart:{kind}:" + hashlib.sha256(repr(data).encode()).hexdigest()
-    svg = cache.get(key)
-    if svg is None:
-        with matplotlib.rc_context(STYLE):
-            svg = _svg(draw())
-        cache.set(key, str(svg), CACHE_SECONDS)
-    return mark_safe(svg)  # noqa: S308
+def _percent_text(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
 
 
 def _dollars(cents: Sequence[int | Decimal]) -> list[float]:
     return [float(c) / 100 for c in cents]
 
 
+def _render(chart) -> SafeString:
+    # pygal writes with ElementTree, which escapes every label and value it is given. It always adds a
+    # script holding its configuration for its interactive mode; the page runs no chart script.
+    svg = _SCRIPT.sub("", chart.render(is_unicode=True))
+    return mark_safe(svg)  # noqa: S308
+
+
+def _cached(kind: str, data: object, draw) -> SafeString:
+    key = f"chart:{kind}:" + hashlib.sha256(repr(data).encode()).hexdigest()
+    svg = cache.get(key)
+    if svg is None:
+        svg = str(_render(draw()))
+        cache.set(key, svg, CACHE_SECONDS)
+    return mark_safe(svg)  # noqa: S308
+
+
 def money_by_day_svg(
     days: Sequence[str], revenue: Sequence[int], costs: dict[str, Sequence[Decimal]], profit: Sequence[Decimal]
 ) -> SafeString:
-    """Revenue up, the costs stacked down from zero, profit as a line; amounts given in cents."""
+    """Revenue stacked up from zero and the costs down from it, one bar a day, then the profit of
+    each day as a line below, on the same days; amounts given in cents."""
 
-    def draw() -> Figure:
-        figure = Figure(figsize=(8.6, 3.0), layout="constrained")
-        axes = figure.subplots()
-        x = range(len(days))
-        axes.bar(x, _dollars(revenue), color=GAIN, width=0.75, label="revenue")
-        below = [0.0] * len(days)
+    def draw():
+        colours = (GAIN, *(COST_COLOURS.get(name, LOSS) for name in costs))
+        chart = pygal.StackedBar(
+            height=300, style=Style(colors=colours, **STYLE), value_formatter=_dollars_text,
+            x_labels=[d[5:] for d in days], x_labels_major_every=3, show_minor_x_labels=False,
+            **COMMON,
+        )  # fmt: skip
+        chart.add("revenue", _dollars(revenue))
         for name, values in costs.items():
-            down = [-v for v in _dollars(values)]
-            axes.bar(x, down, bottom=below, color=COST_COLOURS.get(name, LOSS), width=0.75, label=name)
-            below = [b + d for b, d in zip(below, down, strict=True)]
-        axes.plot(x, _dollars(profit), color=INK, marker="o", markersize=3, linewidth=1.4, label="profit")
-        axes.axhline(0, color=INK, linewidth=0.8)
-        axes.set_xticks(list(x)[::3], [d[5:] for d in days][::3])
-        axes.yaxis.set_major_formatter(_DOLLARS)
-        figure.legend(loc="outside upper left", ncols=5, frameon=False, fontsize=8)
-        return figure
+            chart.add(name, [-v for v in _dollars(values)])
+        return chart
 
-    return _cached("days", (days, revenue, costs, profit), draw)
+    def draw_profit():
+        chart = pygal.Line(
+            height=170, style=Style(colors=(INK,), **STYLE), value_formatter=_dollars_text, dots_size=2,
+            x_labels=[d[5:] for d in days], x_labels_major_every=3, show_minor_x_labels=False,
+            **COMMON,
+        )  # fmt: skip
+        chart.add("profit", _dollars(profit))
+        return chart
+
+    data = (tuple(days), tuple(revenue), tuple((k, tuple(v)) for k, v in costs.items()), tuple(profit))
+    return mark_safe(_cached("days", data, draw) + _cached("profit", data, draw_profit))  # noqa: S308
 
 
 def money_by_source_svg(
     names: Sequence[str], revenue: Sequence[int], costs: Sequence[Decimal], profit: Sequence[Decimal]
 ) -> SafeString:
-    """Per source (marketplace): revenue and costs side by side, profit as a diamond."""
+    """Per source (marketplace): revenue, costs and profit side by side."""
 
-    def draw() -> Figure:
-        figure = Figure(figsize=(8.6, 1.2 + 0.45 * len(names)), layout="constrained")
-        axes = figure.subplots()
-        y = range(len(names))
-        axes.barh([i + 0.2 for i in y], _dollars(revenue), height=0.38, color=GAIN, label="revenue")
-        axes.barh([i - 0.2 for i in y], _dollars(costs), height=0.38, color=LOSS, label="costs")
-        axes.scatter(_dollars(profit), list(y), marker="D", color=INK, zorder=3, label="profit")
-        axes.axvline(0, color=INK, linewidth=0.8)
-        axes.set_yticks(list(y), list(names))
-        axes.invert_yaxis()
-        axes.xaxis.set_major_formatter(_DOLLARS)
-        figure.legend(loc="outside upper left", ncols=3, frameon=False, fontsize=8)
-        return figure
+    def draw():
+        chart = pygal.HorizontalBar(
+            height=110 + 60 * len(names), style=Style(colors=(GAIN, LOSS, INK), **STYLE),
+            value_formatter=_dollars_text, x_labels=list(names), **COMMON,
+        )  # fmt: skip
+        chart.add("revenue", _dollars(revenue))
+        chart.add("costs", _dollars(costs))
+        chart.add("profit", _dollars(profit))
+        return chart
 
-    return _cached("sources", (names, revenue, costs, profit), draw)
+    return _cached("sources", (tuple(names), tuple(revenue), tuple(costs), tuple(profit)), draw)
 
 
 def win_rates_svg(
     names: Sequence[str], rates: Sequence[float], lows: Sequence[float], highs: Sequence[float]
 ) -> SafeString:
-    """One row per pair: the first profile's win rate with its 95 % interval; parity dashed."""
+    """One bar per pair: the first profile's win rate, its 95 % interval as an error bar."""
 
-    def draw() -> Figure:
-        figure = Figure(figsize=(8.6, 0.9 + 0.4 * len(names)), layout="constrained")
-        axes = figure.subplots()
-        y = list(range(len(names)))
-        below = [r - lo for r, lo in zip(rates, lows, strict=True)]
-        errors = [below, [h - r for r, h in zip(rates, highs, strict=True)]]
-        axes.errorbar(rates, y, xerr=errors, fmt="o", color=INK, ecolor=INK, capsize=3, linewidth=1.2)
-        axes.axvline(0.5, color=LOSS, linestyle="--", linewidth=0.9)
-        axes.set_xlim(0, 1)
-        axes.set_yticks(y, list(names))
-        axes.invert_yaxis()
-        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.0%}"))
-        return figure
+    def draw():
+        chart = pygal.HorizontalBar(
+            height=90 + 40 * len(names), style=Style(colors=(INK,), **STYLE), value_formatter=_percent_text,
+            range=(0, 1), x_labels=list(names), show_legend=False, **COMMON,
+        )  # fmt: skip
+        chart.add(
+            "first's win rate",
+            [{"value": r, "ci": {"low": lo, "high": hi}} for r, lo, hi in zip(rates, lows, highs, strict=True)],
+        )
+        return chart
 
-    return _cached("win_rates", (names, rates, lows, highs), draw)
+    return _cached("win_rates", (tuple(names), tuple(rates), tuple(lows), tuple(highs)), draw)
 
 
 def win_rate_history_svg(points: Sequence[tuple[int, float, float, float]]) -> SafeString:
-    """A pair's win rate after each duel (duel number, rate, low, high) over its interval band."""
+    """A pair's win rate after each duel (duel number, rate, low, high), between its interval's bounds."""
 
-    def draw() -> Figure:
-        figure = Figure(figsize=(6.4, 2.6))
-        axes = figure.subplots()
+    def draw():
         duels, rates, lows, highs = zip(*points, strict=True)
-        axes.fill_between(duels, lows, highs, color=INK, alpha=0.15, linewidth=0)
-        axes.plot(duels, rates, color=INK, linewidth=1.4)
-        axes.axhline(0.5, color=LOSS, linestyle="--", linewidth=0.9)
-        axes.set_ylim(0, 1)
-        axes.set_xlabel("duel")
-        axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.0%}"))
-        return figure
+        chart = pygal.Line(
+            width=640, height=260, style=Style(colors=(INK, LOSS, LOSS), **STYLE), value_formatter=_percent_text,
+            range=(0, 1), x_labels=[str(d) for d in duels], x_labels_major_count=8, show_minor_x_labels=False,
+            x_title="duel", show_dots=False, show_x_guides=False,
+            **{k: v for k, v in COMMON.items() if k != "width"},
+        )  # fmt: skip
+        chart.add("win rate", list(rates))
+        chart.add("95 % low", list(lows), stroke_style={"dasharray": "4, 3"}, show_dots=False)
+        chart.add("95 % high", list(highs), stroke_style={"dasharray": "4, 3"}, show_dots=False)
+        return chart
 
     return _cached("history", tuple(points), draw)
