@@ -17,13 +17,13 @@ _SCRIPT = re.compile(r"<script\b.*?</script>", re.S)
 WIDTH = 860
 INK, GAIN, LOSS = "#264b5d", "#2e7d4f", "#b5462f"
 COST_COLOURS = {"marketplace fees": "#e0a458", "model calls": LOSS, "compute": "#7d5ba6"}
-STYLE = dict(
-    background="transparent", plot_background="transparent", foreground="#333", foreground_strong="#333",
-    foreground_subtle="#ccc", font_family="sans-serif", label_font_size=11, major_label_font_size=11,
-    legend_font_size=12, value_font_size=11, tooltip_font_size=12, opacity=".9", opacity_hover="1",
-    guide_stroke_color="#e6e6e6", major_guide_stroke_color="#e6e6e6", guide_stroke_dasharray="0",
-    major_guide_stroke_dasharray="0",
-)  # fmt: skip
+STYLE = {
+    "background": "transparent", "plot_background": "transparent", "foreground": "#333", "foreground_strong": "#333",
+    "foreground_subtle": "#ccc", "font_family": "sans-serif", "label_font_size": 11, "major_label_font_size": 11,
+    "legend_font_size": 12, "value_font_size": 11, "tooltip_font_size": 12, "opacity": ".9", "opacity_hover": "1",
+    "guide_stroke_color": "#e6e6e6", "major_guide_stroke_color": "#e6e6e6", "guide_stroke_dasharray": "0",
+    "major_guide_stroke_dasharray": "0",
+}  # fmt: skip
 COMMON = {
     "width": WIDTH, "js": [], "disable_xml_declaration": True, "legend_at_bottom": True, "legend_box_size": 10,
     "margin": 8, "truncate_legend": -1, "truncate_label": -1,
