@@ -91,10 +91,10 @@ def test_an_operator_works_the_agency_from_the_dashboard(browser, live_server, a
     assert "acknowledged" in messages(browser).lower()
     assert not browser.find_elements(By.ID, "acknowledge-form")
     browser.find_element(By.ID, "resolve-link").click()
-    Select(browser.find_element(By.NAME, "resolution")).select_by_value("retried")
-    browser.find_element(By.NAME, "note").send_keys("The provider is back; run it again.")
+    Select(browser.find_element(By.NAME, "resolution")).select_by_value("failed")
+    browser.find_element(By.NAME, "note").send_keys("The client withdrew the request.")
     browser.find_element(By.CSS_SELECTOR, "#resolve-form input[type=submit]").click()
-    assert "resolved: retried" in messages(browser)
+    assert "resolved: failed" in messages(browser)
     assert "Resolved as" in browser.find_element(By.ID, "operator-actions").text
 
     # Approve the draft bid from the list the dashboard links to.

@@ -2,12 +2,7 @@
 acknowledge, assign and resolve (uploading the finished work) with the escalation page's own buttons
 (docs/escalations.md)."""
 
-import shutil
-
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -15,43 +10,19 @@ from agency.models import Task
 from escalations.models import Notification
 from escalations.services import escalation_acknowledge, escalation_assign, escalation_open, escalation_resolve
 from tests.agency.factories import TaskFactory
-from tests.conftest import in_ci
+from tests.browser import fits_the_window, log_in, messages
 from tests.escalations.factories import ChannelFactory
 
 pytestmark = [pytest.mark.single_pass, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def browser():
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        if in_ci():
-            pytest.fail("Chromium and ChromeDriver are required in CI (.ci/run installs them)")
-        pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
-    options = Options()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    driver.implicitly_wait(5)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 INBOX_HEADERS = ["TASK", "REASON", "SEVERITY", "STATUS", "WAITING", "ATTEMPTS", "LAST ERROR", "ASSIGNEE"]
-
-
-def messages(driver) -> str:
-    return driver.find_element(By.CSS_SELECTOR, ".messagelist").text
 
 
 def assert_fits_without_horizontal_scroll(driver, headers: list[str]) -> None:
     """Neither the page nor the table's own scrolling box (the admin's `.results`) scrolls sideways,
     and each column header is inside the window."""
-    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
-    assert driver.execute_script("const r = document.querySelector('.results'); return r.scrollWidth <= r.clientWidth")
+    assert fits_the_window(driver)
     shown = driver.find_elements(By.CSS_SELECTOR, "#result_list thead th:not(.action-checkbox-column)")
     assert [th.text for th in shown] == headers
     inner_width = driver.execute_script("return window.innerWidth")
@@ -90,11 +61,7 @@ def test_an_operator_works_an_escalation_from_the_inbox_to_its_resolution(
         if n == 1:
             escalation_resolve(escalation=neighbour, resolution="dismissed", actor="pipeline")
 
-    browser.set_window_size(1400, 900)
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/escalations/escalation/")
-    browser.find_element(By.NAME, "username").send_keys("op")
-    browser.find_element(By.NAME, "password").send_keys("correct horse battery")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    log_in(browser, live_server.url, "op", "correct horse battery", next_path="/admin/escalations/escalation/")
 
     assert browser.title.startswith("Operator inbox")
     assert_fits_without_horizontal_scroll(browser, INBOX_HEADERS)
@@ -152,11 +119,7 @@ def test_the_outbox_fits_a_1400_px_window(browser, live_server, django_user_mode
     Notification.objects.filter(pk=Notification.objects.earliest("pk").pk).update(status="dead", last_error=error)
     Notification.objects.filter(status="pending").update(status="cancelled")
 
-    browser.set_window_size(1400, 900)
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/escalations/notification/")
-    browser.find_element(By.NAME, "username").send_keys("op")
-    browser.find_element(By.NAME, "password").send_keys("correct horse battery")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    log_in(browser, live_server.url, "op", "correct horse battery", next_path="/admin/escalations/notification/")
 
     assert browser.title.startswith("Notification outbox")
     headers = ["ESCALATION", "CHANNEL", "EVENT", "STATUS", "ATTEMPTS", "NEXT ATTEMPT", "SENT", "LAST ERROR"]
