@@ -21,6 +21,7 @@ from agency.gateway.errors import GatewayConfigError, GatewayError
 from agency.gateway.selectors import route_deployments, route_for
 from agency.gateway.services import gateway_complete
 from agency.models import Domain, ModelCall, Task
+from agency.money import dollars
 from agency.pricing import price
 from bids.models import Marketplace, Posting
 
@@ -62,7 +63,7 @@ def posting_evaluation(*, posting: Posting, domains: list[Domain]) -> Evaluation
         return evaluation
     if high < settings.BID_MIN_CENTS:
         evaluation.decision = Posting.Decision.SKIP
-        evaluation.reasons.append(f"Budget {high / 100:.2f} is below our minimum {settings.BID_MIN_CENTS / 100:.2f}.")
+        evaluation.reasons.append(f"Budget {dollars(high)} is below our minimum {dollars(settings.BID_MIN_CENTS)}.")
         return evaluation
     if (low or 0) > settings.BID_MAX_CENTS:
         evaluation.decision = Posting.Decision.REVIEW

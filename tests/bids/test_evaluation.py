@@ -157,7 +157,7 @@ def test_a_skip_for_skills_keeps_the_share_covered(domains):
 
 
 def test_the_reasons_say_the_figures(demo_postings):
-    assert demo_postings["demo-0008"].reasons[-1] == "Budget 25.00 is below our minimum 30.00."
+    assert demo_postings["demo-0008"].reasons[-1] == "Budget $25.00 is below our minimum $30.00."
     assert demo_postings["demo-0021"].reasons[-1] == "The budget is above what the agency bids on by itself."
 
 
