@@ -1,6 +1,8 @@
 from collections.abc import Callable, Iterable
 
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.utils.functional import cached_property
 
 from agency.errors import DomainError
 from agency.gateway.breaker import breaker_reset
@@ -361,6 +363,18 @@ class DeploymentListFilter(admin.RelatedFieldListFilter):
         return [(d.pk, str(d)) for d in ModelDeployment.objects.select_related("provider")]
 
 
+class LedgerPaginator(Paginator):
+    """Counts the filtered ledger rows with their totals, in one pass over them instead of two."""
+
+    @cached_property
+    def totals(self) -> dict:
+        return model_call_totals(calls=self.object_list)
+
+    @cached_property
+    def count(self) -> int:
+        return self.totals["calls"]
+
+
 @admin.register(ModelCall)
 class ModelCallAdmin(ReadOnlyAdmin):
     """The ledger, with the totals of the filtered rows (one aggregate query) above the list."""
@@ -376,6 +390,7 @@ class ModelCallAdmin(ReadOnlyAdmin):
     search_fields = ["trace_id"]
     list_select_related = ["deployment__provider", "task"]
     show_full_result_count = False
+    paginator = LedgerPaginator
 
     def lookup_allowed(self, lookup, value, request=None):
         # One task's calls: ?task__id__exact=<id> (linked from wherever a task is shown).
@@ -385,7 +400,7 @@ class ModelCallAdmin(ReadOnlyAdmin):
         response = super().changelist_view(request, extra_context)
         changelist = getattr(response, "context_data", {}).get("cl")
         if changelist is not None:
-            response.context_data["ledger_totals"] = model_call_totals(calls=changelist.queryset)
+            response.context_data["ledger_totals"] = changelist.paginator.totals
         return response
 
 
