@@ -3,9 +3,11 @@ from collections.abc import Callable, Iterable
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from agency.errors import DomainError
@@ -412,6 +414,18 @@ class DeploymentListFilter(admin.RelatedFieldListFilter):
         return [(d.pk, str(d)) for d in ModelDeployment.objects.select_related("provider")]
 
 
+class LedgerPaginator(Paginator):
+    """Counts the filtered ledger rows with their totals, in one pass over them instead of two."""
+
+    @cached_property
+    def totals(self) -> dict:
+        return model_call_totals(calls=self.object_list)
+
+    @cached_property
+    def count(self) -> int:
+        return self.totals["calls"]
+
+
 @admin.register(ModelCall)
 class ModelCallAdmin(ReadOnlyAdmin):
     """The ledger, with the totals of the filtered rows (one aggregate query) above the list."""
@@ -427,6 +441,7 @@ class ModelCallAdmin(ReadOnlyAdmin):
     search_fields = ["trace_id"]
     list_select_related = ["deployment__provider", "task"]
     show_full_result_count = False
+    paginator = LedgerPaginator
 
     def lookup_allowed(self, lookup, value, request=None):
         # One task's calls: ?task__id__exact=<id> (linked from wherever a task is shown).
@@ -436,7 +451,7 @@ class ModelCallAdmin(ReadOnlyAdmin):
         response = super().changelist_view(request, extra_context)
         changelist = getattr(response, "context_data", {}).get("cl")
         if changelist is not None:
-            response.context_data["ledger_totals"] = model_call_totals(calls=changelist.queryset)
+            response.context_data["ledger_totals"] = changelist.paginator.totals
         return response
 
 

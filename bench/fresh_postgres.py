@@ -23,3 +23,14 @@ def django_on_fresh_postgres(database: str, **env: str) -> str:
 
     call_command("migrate", interactive=False, verbosity=0)
     return url
+
+
+def database_copy(source: str, database: str) -> str:
+    """Drop `database` and make it again as a copy of `source`, to which nobody may be connected.
+    Returns the copy's URL."""
+    import psycopg
+
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database}")
+        conn.execute(f"CREATE DATABASE {database} TEMPLATE {source}")
+    return f"{SERVER}/{database}"

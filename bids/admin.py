@@ -93,7 +93,7 @@ class BidAdmin(ChangedFieldsOnlyAdmin):
     list_display = ["id", "posting", "marketplace", "status", "amount_cents", "remote_id", "task", "created_at"]
     list_filter = ["status", "marketplace"]
     search_fields = ["posting__title", "remote_id"]
-    list_select_related = ["posting", "marketplace"]
+    list_select_related = ["posting", "marketplace", "task"]
     show_full_result_count = False
     readonly_fields = [
         "marketplace", "posting", "status", "currency", "remote_id", "idempotency_key", "claimed_at", "sends",
