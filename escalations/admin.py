@@ -1,7 +1,7 @@
 import json
 import re
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django import forms
 from django.contrib import admin, messages
@@ -19,6 +19,7 @@ from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
 from agency.admin import ChangedFieldsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline, admin_actor, each_row
+from agency.durations import duration_text
 from agency.errors import DomainError
 from escalations.models import Escalation, EscalationEvent, Notification, NotificationChannel
 from escalations.services import (
@@ -34,16 +35,6 @@ User = get_user_model()
 _USER_ACTOR = re.compile(r"^(admin|api):user:(\d+)$")
 _KEY_ACTOR = re.compile(r"^api:key:(\d+)$")
 _NAMED_ACTORS = {"pipeline": "the pipeline", "timer": "the timer", "api:anonymous": "an anonymous API caller"}
-
-
-def _duration(delta: timedelta) -> str:
-    """How long, as precisely as an operator deciding what to pick up needs: "3 h 12 min", "2 d 4 h"."""
-    minutes = max(int(delta.total_seconds() // 60), 0)
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    if days:
-        return f"{days} d {hours} h"
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 def _stamp(moment: datetime) -> str:
@@ -206,10 +197,10 @@ class EscalationAdmin(ChangedFieldsOnlyAdmin):
     @admin.display(description="waiting", ordering="-created_at")
     def waiting(self, escalation: Escalation):
         if escalation.resolved_at is not None:  # a closed one no longer waits: how long it took instead
-            took = _duration(escalation.resolved_at - escalation.created_at)
+            took = duration_text(escalation.resolved_at - escalation.created_at)
             resolved = _stamp(escalation.resolved_at)
             return format_html('<span title="resolved {}">took <span class="nowrap">{}</span></span>', resolved, took)
-        waited = _duration(timezone.now() - escalation.created_at)
+        waited = duration_text(timezone.now() - escalation.created_at)
         return format_html(
             '<span class="nowrap" title="open since {}">{}</span>', _stamp(escalation.created_at), waited
         )

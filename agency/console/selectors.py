@@ -13,6 +13,7 @@ from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
 
+from agency.durations import duration_text
 from agency.models import Attempt, BreakerState, ModelCall, Task
 from arena.models import PairStanding
 from bids.models import Bid, Marketplace, Posting
@@ -35,17 +36,7 @@ def _changelist(model_label: str, **lookups) -> str:
 
 
 def _since(moment: datetime | None, now: datetime) -> str:
-    return f"oldest waiting {waited(now - moment)}" if moment is not None else ""
-
-
-def waited(elapsed: timedelta) -> str:
-    """A waiting time as an operator says it: "45 min", "3 h 12 min", "2 d 4 h"."""
-    minutes = max(0, int(elapsed.total_seconds() // 60))
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    if days:
-        return f"{days} d {hours} h"
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+    return f"oldest waiting {duration_text(now - moment)}" if moment is not None else ""
 
 
 def _stamp(moment: datetime) -> str:
