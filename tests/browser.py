@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import WebDriverWait
 
 WIDTH, HEIGHT = 1400, 900
 # Where the browser tests leave their screenshots (git-ignored): BROWSER_SCREENSHOTS, or <repo>/screenshots.
@@ -14,7 +16,14 @@ def log_in(driver, base_url: str, username: str, password: str, *, next_path: st
     driver.get(f"{base_url}/admin/login/?next={next_path}")
     driver.find_element(By.NAME, "username").send_keys(username)
     driver.find_element(By.NAME, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "input[type=submit]"))
+
+
+def follow(driver, element) -> None:
+    """Click a link or a submit button and wait for the next page: until the page it was on has gone."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 30).until(staleness_of(page))
 
 
 def messages(driver) -> str:

@@ -17,7 +17,7 @@ from escalations.services import escalation_open
 from tests.agency.factories import TaskFactory, domain
 from tests.arena.factories import ProfileFactory
 from tests.bids.factories import BidFactory, MarketplaceFactory, PostingFactory
-from tests.browser import HEIGHT, SCREENSHOTS, WIDTH, fits_the_window, log_in, messages, screenshot
+from tests.browser import HEIGHT, SCREENSHOTS, WIDTH, fits_the_window, follow, log_in, messages, screenshot
 
 pytestmark = [pytest.mark.single_pass, pytest.mark.django_db(transaction=True)]
 
@@ -35,7 +35,7 @@ def run_action(driver, row_text: str, action: str) -> None:
     [row] = [r for r in changelist_rows(driver) if row_text in r.text]
     row.find_element(By.NAME, "_selected_action").click()
     Select(driver.find_element(By.NAME, "action")).select_by_value(action)
-    driver.find_element(By.NAME, "index").click()
+    follow(driver, driver.find_element(By.NAME, "index"))
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_an_operator_works_the_agency_from_the_dashboard(browser, live_server, a
     shots = [screenshot(browser, "dashboard")]
 
     # Follow the high-severity line to the inbox, filtered to that one escalation.
-    browser.find_element(By.LINK_TEXT, "High-severity escalations").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "High-severity escalations"))
     assert browser.find_element(By.CSS_SELECTOR, "#content h1").text == "Operator inbox"
     [row] = changelist_rows(browser)
     assert "Reconcile Q3" in row.text and "model timed out" in row.text
@@ -84,23 +84,23 @@ def test_an_operator_works_the_agency_from_the_dashboard(browser, live_server, a
     shots.append(screenshot(browser, "inbox"))
 
     # Acknowledge and resolve it from its own page.
-    row.find_element(By.CSS_SELECTOR, "th a, td a").click()
+    follow(browser, row.find_element(By.CSS_SELECTOR, "th a, td a"))
     assert "Reconcile Q3" in browser.find_element(By.CSS_SELECTOR, "#content h1").text
     shots.append(screenshot(browser, "escalation"))
-    browser.find_element(By.CSS_SELECTOR, "#acknowledge-form input[type=submit]").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#acknowledge-form input[type=submit]"))
     assert "acknowledged" in messages(browser).lower()
     assert not browser.find_elements(By.ID, "acknowledge-form")
-    browser.find_element(By.ID, "resolve-link").click()
+    follow(browser, browser.find_element(By.ID, "resolve-link"))
     Select(browser.find_element(By.NAME, "resolution")).select_by_value("failed")
     browser.find_element(By.NAME, "note").send_keys("The client withdrew the request.")
-    browser.find_element(By.CSS_SELECTOR, "#resolve-form input[type=submit]").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#resolve-form input[type=submit]"))
     assert "resolved: failed" in messages(browser)
     assert "Resolved as" in browser.find_element(By.ID, "operator-actions").text
 
     # Approve the draft bid from the list the dashboard links to.
     browser.get(f"{live_server.url}/admin/")
     assert attention_counts(browser)["High-severity escalations"] == 0
-    browser.find_element(By.LINK_TEXT, "Draft bids awaiting approval").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "Draft bids awaiting approval"))
     run_action(browser, "Sales totals per region", "approve")
     assert "1 bid(s) approved." in messages(browser)
     assert (
@@ -110,7 +110,7 @@ def test_an_operator_works_the_agency_from_the_dashboard(browser, live_server, a
 
     # Promote the challenger from the standings, then revert it.
     browser.get(f"{live_server.url}/admin/")
-    browser.find_element(By.LINK_TEXT, "All standings, promotions and reverts").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "All standings, promotions and reverts"))
     side = "second" if PairStanding.objects.get().second_id == challenger.pk else "first"
     run_action(browser, "legal", f"promote_{side}")
     assert "1 pair(s) promoted." in messages(browser)

@@ -10,7 +10,7 @@ from agency.models import Task
 from escalations.models import Notification
 from escalations.services import escalation_acknowledge, escalation_assign, escalation_open, escalation_resolve
 from tests.agency.factories import TaskFactory
-from tests.browser import fits_the_window, log_in, messages
+from tests.browser import fits_the_window, follow, log_in, messages
 from tests.escalations.factories import ChannelFactory
 
 pytestmark = [pytest.mark.single_pass, pytest.mark.django_db(transaction=True)]
@@ -68,26 +68,26 @@ def test_an_operator_works_an_escalation_from_the_inbox_to_its_resolution(
     assert_on_one_line(browser, ["severity", "status", "waiting", "attempts"])
     [row] = [r for r in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr") if "Reconcile Q3" in r.text]
     assert "Attempts Exhausted" in row.text and "openai.APITimeoutError" in row.text and "0 min" in row.text
-    row.find_element(By.LINK_TEXT, f"#{task.pk} Reconcile Q3").click()
+    follow(browser, row.find_element(By.LINK_TEXT, f"#{task.pk} Reconcile Q3"))
 
     assert browser.find_element(By.TAG_NAME, "h1").text == (
         f"Escalation #{escalation.pk}: Reconcile Q3 — attempts exhausted"
     )
-    browser.find_element(By.CSS_SELECTOR, "#acknowledge-form input[type=submit]").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#acknowledge-form input[type=submit]"))
     assert f"Escalation #{escalation.pk} acknowledged." in messages(browser)
     assert not browser.find_elements(By.ID, "acknowledge-form")  # done: the button is gone
 
     Select(browser.find_element(By.NAME, "assignee")).select_by_visible_text("margaret.hamilton")
-    browser.find_element(By.CSS_SELECTOR, "#assign-form input[type=submit]").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#assign-form input[type=submit]"))
     assert f"Escalation #{escalation.pk} assigned to margaret.hamilton." in messages(browser)
 
-    browser.find_element(By.ID, "resolve-link").click()
+    follow(browser, browser.find_element(By.ID, "resolve-link"))
     Select(browser.find_element(By.NAME, "resolution")).select_by_value("completed_manually")
     browser.find_element(By.NAME, "note").send_keys("Reconciled by hand")
     work = tmp_path / "q3-reconciliation.csv"
     work.write_text("account,difference\n4000,0\n")
     browser.find_element(By.NAME, "deliverable").send_keys(str(work))
-    browser.find_element(By.CSS_SELECTOR, "#resolve-form input[type=submit]").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#resolve-form input[type=submit]"))
     assert "resolved: completed_manually" in messages(browser)
     assert browser.current_url.endswith(f"/escalations/escalation/{escalation.pk}/change/")
     assert browser.find_element(By.ID, "operator-actions").text.startswith("Resolved as completed manually")
