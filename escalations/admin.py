@@ -52,7 +52,8 @@ def _clipped(text: str, length: int):
 
 def _context_value(value) -> str:
     # Strings as they are (an error message reads better unquoted); anything else as compact JSON.
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    # Keys sorted: PostgreSQL's jsonb keeps its own order, the other databases the writer's.
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def _context_table(context) -> str | None:
