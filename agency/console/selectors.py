@@ -2,7 +2,7 @@
 how the arena's pairs stand. Each figure is one aggregate query, so the page costs the same number
 of queries over ten rows or a million."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -31,8 +31,8 @@ class Attention:
 
 
 def _changelist(model_label: str, **lookups) -> str:
-    url = reverse(f"admin:{model_label.replace('.', '_')}_changelist")
-    return f"{url}?{urlencode(lookups)}" if lookups else url
+    app_label, model_name = model_label.split(".")
+    return f"{reverse(f'admin:{app_label}_{model_name}_changelist')}?{urlencode(lookups)}"
 
 
 def _since(moment: datetime | None, now: datetime) -> str:
@@ -108,6 +108,20 @@ class Money:
     def profit(self) -> Decimal:
         return self.revenue - self.costs
 
+    def __add__(self, other: "Money") -> "Money":
+        """The two together, under this one's label and link."""
+        return replace(
+            self, revenue=self.revenue + other.revenue, fees=self.fees + other.fees,
+            model_cost=self.model_cost + other.model_cost, compute_cost=self.compute_cost + other.compute_cost,
+        )  # fmt: skip
+
+    def __sub__(self, other: "Money") -> "Money":
+        """This one less the other, under this one's label and link."""
+        return replace(
+            self, revenue=self.revenue - other.revenue, fees=self.fees - other.fees,
+            model_cost=self.model_cost - other.model_cost, compute_cost=self.compute_cost - other.compute_cost,
+        )  # fmt: skip
+
 
 _FEE = ExpressionWrapper(
     F("task__price_cents") * F("marketplace__fee_percent") / Value(100),
@@ -115,8 +129,8 @@ _FEE = ExpressionWrapper(
 )
 
 
-def _compute_cents(milliseconds: int | None) -> Decimal:
-    return Decimal(milliseconds or 0) / 1000 * settings.COMPUTE_CENTS_PER_SECOND
+def _compute_cents(milliseconds: int) -> Decimal:
+    return Decimal(milliseconds) / 1000 * settings.COMPUTE_CENTS_PER_SECOND
 
 
 def _completed_in(start: datetime, end: datetime):
@@ -141,7 +155,7 @@ def money_by_day(*, today: date, days: int = 30) -> list[Money]:
     attempts."""
     start = window_start(today=today, days=days)
     end = start + timedelta(days=days)
-    rows = {start.date() + timedelta(days=n): Money(label="") for n in range(days)}
+    rows = {day: Money(label=day.isoformat()) for day in (start.date() + timedelta(days=n) for n in range(days))}
 
     def per_day(queryset, moment: str, total):
         return queryset.annotate(day=TruncDate(moment)).values("day").annotate(total=total).order_by()
@@ -155,8 +169,6 @@ def money_by_day(*, today: date, days: int = 30) -> list[Money]:
         rows[row["day"]].model_cost = row["total"]
     for row in per_day(Attempt.objects.filter(**window), "created_at", Sum("compute_ms")):
         rows[row["day"]].compute_cost = _compute_cents(row["total"])
-    for day, money in rows.items():
-        money.label = day.isoformat()
     return list(rows.values())
 
 
@@ -187,34 +199,22 @@ def money_by_marketplace(*, start: datetime, end: datetime, total: Money) -> lis
     # The filter and the sum go through the same join: only the window's calls and attempts count.
     calls = Bid.objects.filter(task__model_calls__created_at__gte=start, task__model_calls__created_at__lt=end)
     for values in per_marketplace(calls, cost=Sum("task__model_calls__cost_cents")):
-        row(values).model_cost += values["cost"]
+        row(values).model_cost = values["cost"]
     evaluations = Posting.objects.filter(
         model_calls__created_at__gte=start, model_calls__created_at__lt=end, model_calls__task__isnull=True
     )
     for values in per_marketplace(evaluations, cost=Sum("model_calls__cost_cents")):
-        row(values).model_cost += values["cost"]
+        row(values).model_cost += values["cost"]  # on top of its tasks' calls
     attempts = Bid.objects.filter(task__work_attempts__created_at__gte=start, task__work_attempts__created_at__lt=end)
     for values in per_marketplace(attempts, ms=Sum("task__work_attempts__compute_ms")):
         row(values).compute_cost = _compute_cents(values["ms"])
     found = sorted(rows.values(), key=lambda m: (-m.revenue, m.label))
-    rest = Money(
-        label="Direct and unattributed",
-        revenue=total.revenue - sum(m.revenue for m in found),
-        fees=total.fees - sum((m.fees for m in found), Decimal(0)),
-        model_cost=total.model_cost - sum((m.model_cost for m in found), Decimal(0)),
-        compute_cost=total.compute_cost - sum((m.compute_cost for m in found), Decimal(0)),
-    )
+    rest = replace(total, label="Direct and unattributed", url="") - money_total(found, label="")
     return [*found, rest]
 
 
 def money_total(rows: list[Money], *, label: str) -> Money:
-    return Money(
-        label=label,
-        revenue=sum(m.revenue for m in rows),
-        fees=sum((m.fees for m in rows), Decimal(0)),
-        model_cost=sum((m.model_cost for m in rows), Decimal(0)),
-        compute_cost=sum((m.compute_cost for m in rows), Decimal(0)),
-    )
+    return sum(rows, start=Money(label=label))
 
 
 # --- Arena ----------------------------------------------------------------------------------------
