@@ -20,7 +20,7 @@ def dollars(cents: int | Decimal | float | None, places: int = 6) -> str:
         return ""
     # Floats are statistics (interval bounds): to the cent is enough for them.
     amount = (Decimal(str(round(cents, 2))) if isinstance(cents, float) else Decimal(cents)) / 100
-    amount = amount.quantize(Decimal(1).scaleb(-places))
+    amount = amount.quantize(Decimal(f"1e-{places}"))
     digits = max(2, -amount.normalize().as_tuple().exponent)
     return f"{'-' if amount < 0 else ''}${abs(amount):,.{digits}f}"
 
@@ -48,7 +48,7 @@ class DollarsField(forms.Field):
 
     def __init__(self, *, fraction_digits: int = 0, min_value=None, max_value=None, **kwargs):
         # A model DecimalField offers its digits; the limits that matter here are in cents.
-        kwargs.pop("max_digits", None), kwargs.pop("decimal_places", None), kwargs.pop("step_size", None)
+        kwargs.pop("max_digits", None), kwargs.pop("decimal_places", None)
         super().__init__(**kwargs)
         self.fraction_digits = fraction_digits
         if min_value is not None:
@@ -64,10 +64,10 @@ class DollarsField(forms.Field):
     def to_python(self, value):
         if value in self.empty_values:
             return None
-        text = str(value).strip().replace(",", "").replace("$", "", 1)
+        text = str(value).strip().replace(",", "").removeprefix("$")
         try:
             cents = Decimal(text) * 100
-            exact = cents == cents.quantize(Decimal(1).scaleb(-self.fraction_digits))
+            exact = cents == cents.quantize(Decimal(f"1e-{self.fraction_digits}"))
         except ArithmeticError:  # not a number, infinite, or more digits than a Decimal holds
             raise ValidationError("Enter an amount in dollars, such as 262.50.", code="invalid") from None
         if not exact:

@@ -5,9 +5,10 @@ from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import models
 
-from agency.models import Domain, Task
-from agency.money import DollarsField, dollars
+from agency.models import Domain, ModelDeployment, Task
+from agency.money import DollarsField, dollars, is_money, money_label
 from tests.agency.factories import TaskFactory, domain
 
 
@@ -81,3 +82,60 @@ def test_a_trace_id_links_to_the_trace_search(admin_client):
     Task.objects.filter(pk=task.pk).update(trace_id="ab" * 16)
     page = admin_client.get(f"/admin/agency/task/{task.pk}/change/").content.decode()
     assert f'<a href="/admin/traces/?trace_id={"ab" * 16}" class="trace-link">{"ab" * 16}</a>' in page
+
+
+def test_it_shows_six_decimals_of_a_dollar_unless_asked_otherwise():
+    assert dollars(Decimal("0.0001")) == "$0.000001"
+    assert dollars(Decimal("0.00001")) == "$0.00"  # a ten-millionth of a dollar
+
+
+def test_only_amount_fields_named_in_cents_are_money():
+    assert is_money(Task._meta.get_field("price_cents"))
+    assert is_money(ModelDeployment._meta.get_field("price_in_cents_per_1m"))
+    assert not is_money(Task._meta.get_field("attempts"))  # a number, not cents
+    assert not is_money(models.CharField(name="note_cents"))  # cents in the name, not an amount
+    assert not is_money(models.IntegerField(name="percents"))
+
+
+@pytest.mark.parametrize(
+    ("verbose_name", "label"),
+    [("price cents", "price"), ("price in cents per 1M tokens", "price per 1M tokens"),
+     ("input ¢ per 1M tokens", "input $ per 1M tokens"), ("cost  cents", "cost")],
+)  # fmt: skip
+def test_a_money_label_drops_the_cents(verbose_name, label):
+    assert money_label(models.IntegerField(name="x_cents", verbose_name=verbose_name)) == label
+
+
+def test_a_dollars_field_shows_cents_as_dollars_and_what_was_typed_as_typed():
+    field = DollarsField()
+    assert field.prepare_value(26250) == "262.50"
+    assert field.prepare_value(Decimal("0.0125")) == "0.000125"
+    assert field.prepare_value("12.3x") == "12.3x"  # typed, refused, shown back
+    assert field.prepare_value(None) is None
+
+
+def test_a_dollars_field_cleans_to_an_int_where_the_model_keeps_whole_cents():
+    assert type(DollarsField().clean("262.50")) is int
+    assert type(DollarsField(fraction_digits=1).clean("0.105")) is Decimal
+
+
+@pytest.mark.parametrize(("typed", "code"), [("$$5", "invalid"), ("5$", "invalid"), ("1.234", "precision")])
+def test_a_dollars_field_says_why_it_refuses(typed, code):
+    with pytest.raises(ValidationError) as refused:
+        DollarsField().clean(typed)
+    assert refused.value.code == code
+    expected = "Enter an amount in dollars, such as 262.50." if code == "invalid" else "At most 2 digits"
+    assert refused.value.messages[0].startswith(expected)
+
+
+def test_a_dollars_field_stands_in_for_the_model_fields_form_fields():
+    rate = Domain._meta.get_field("base_rate_cents").formfield(form_class=DollarsField)
+    assert rate.clean("1,250.75") == 125075
+    with pytest.raises(ValidationError):
+        rate.clean("-1")  # the model's minimum, in cents
+    price = ModelDeployment._meta.get_field("price_in_cents_per_1m").formfield(
+        form_class=DollarsField, fraction_digits=4
+    )
+    assert price.clean("2.500001") == Decimal("250.0001")
+    with pytest.raises(ValidationError):
+        DollarsField(max_value=10000).clean("100.01")
