@@ -19,6 +19,7 @@ from agency.console.selectors import (
 from arena.display import profit_difference, win_rate
 
 DAYS = 30
+STANDINGS = 30  # pairs shown; all of them are on the standings page
 
 
 def _may_view(user, *labels: str) -> bool:
@@ -68,7 +69,7 @@ def _money(*, today) -> dict:
 
 
 def _arena() -> dict:
-    standings = arena_standings()
+    standings = arena_standings(limit=STANDINGS)
     rows = [(s, win_rate(s), profit_difference(s)) for s in standings]
     decided = [s for s in standings if s.win_rate_low is not None]
     chart = None

@@ -149,7 +149,7 @@ def window_start(*, today: date, days: int) -> datetime:
     return datetime.combine(first, datetime.min.time(), tzinfo=timezone.get_current_timezone())
 
 
-def money_by_day(*, today: date, days: int = 30) -> list[Money]:
+def money_by_day(*, today: date, days: int) -> list[Money]:
     """Each of the last `days` days, oldest first: revenue of the tasks completed that day, the
     marketplaces' fees on them, the ledger's model calls of that day and the compute of that day's
     attempts."""
@@ -220,7 +220,7 @@ def money_total(rows: list[Money], *, label: str) -> Money:
 # --- Arena ----------------------------------------------------------------------------------------
 
 
-def arena_standings(*, limit: int = 30) -> list[PairStanding]:
+def arena_standings(*, limit: int) -> list[PairStanding]:
     """The pairs with the most duels first (one query; the rest are on the standings page)."""
     fought = F("first_wins") + F("second_wins") + F("ties") + F("none_passed")
     return list(
