@@ -2,6 +2,15 @@ from collections.abc import Callable, Iterable
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import (
+    ALL_VAR,
+    ERROR_FLAG,
+    IS_FACETS_VAR,
+    IS_POPUP_VAR,
+    ORDER_VAR,
+    PAGE_VAR,
+    TO_FIELD_VAR,
+)
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404
@@ -415,15 +424,25 @@ class DeploymentListFilter(admin.RelatedFieldListFilter):
 
 
 class LedgerPaginator(Paginator):
-    """Counts the filtered ledger rows with their totals, in one pass over them instead of two."""
+    """Counts the filtered ledger rows with their totals, in one pass over them instead of two.
+    Without a filter or a search there are no totals (`None`): they would read the whole ledger on
+    every page, and the dashboard has its money."""
+
+    def __init__(self, *args, with_totals: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.with_totals = with_totals
 
     @cached_property
-    def totals(self) -> dict:
-        return model_call_totals(calls=self.object_list)
+    def totals(self) -> dict | None:
+        return model_call_totals(calls=self.object_list) if self.with_totals else None
 
     @cached_property
     def count(self) -> int:
-        return self.totals["calls"]
+        return self.totals["calls"] if self.with_totals else super().count
+
+
+# The changelist's own parameters: ordering, paging and the like narrow nothing.
+_LIST_PARAMS = {ALL_VAR, ORDER_VAR, PAGE_VAR, ERROR_FLAG, IS_POPUP_VAR, TO_FIELD_VAR, IS_FACETS_VAR}
 
 
 @admin.register(ModelCall)
@@ -442,6 +461,10 @@ class ModelCallAdmin(ReadOnlyAdmin):
     list_select_related = ["deployment__provider", "task"]
     show_full_result_count = False
     paginator = LedgerPaginator
+
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        narrowed = any(value for key, value in request.GET.items() if key not in _LIST_PARAMS)
+        return self.paginator(queryset, per_page, orphans, allow_empty_first_page, with_totals=narrowed)
 
     def lookup_allowed(self, lookup, value, request=None):
         # One task's calls: ?task__id__exact=<id> (linked from wherever a task is shown).

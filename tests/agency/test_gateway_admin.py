@@ -112,3 +112,15 @@ def test_it_never_lets_an_operator_edit_the_ledger(admin_client):
     response = admin_client.post(f"/admin/agency/modelcall/{row.pk}/change/", {"cost_cents": "0"})
     assert response.status_code == 403
     assert ModelCall.objects.get().cost_cents == Decimal("0.875")
+
+
+def test_it_sums_the_ledger_only_once_a_filter_or_a_search_narrows_it(admin_client):
+    deployment = deployment_at("http://127.0.0.1:9/v1")
+    _call(deployment, purpose="work", cost="2")
+    _call(deployment, purpose="review", cost="3")
+    whole = admin_client.get(LEDGER, {"o": "1"})  # ordering narrows nothing
+    assert whole.context["ledger_totals"] is None and whole.context["cl"].result_count == 2
+    assert "Totals appear when the list is filtered or searched" in whole.content.decode()
+    searched = admin_client.get(LEDGER, {"q": "0" * 32})
+    assert searched.context["ledger_totals"]["calls"] == 0
+    assert admin_client.get(LEDGER, {"purpose__exact": "review"}).context["ledger_totals"]["cost_cents"] == 3
