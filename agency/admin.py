@@ -58,6 +58,17 @@ def admin_actor(request) -> str:
     return f"admin:user:{request.user.pk}"
 
 
+def admin_object(model_admin, request, object_id: str, *, may: Callable[[object, object], bool]):
+    """The row an admin's own view (a download, a button) acts on: 404 when there is none, 403 when
+    `may(request, row)` (the admin's has_view_permission, has_change_permission…) says no."""
+    found = model_admin.get_object(request, unquote(object_id))
+    if found is None:
+        raise Http404(f"No such {model_admin.opts.verbose_name}.")
+    if not may(request, found):
+        raise PermissionDenied
+    return found
+
+
 def each_row(rows: Iterable, apply: Callable[[object], object]) -> tuple[int, list[str]]:
     """Run a service on each row on its own, for admin actions: one refusal (a `DomainError`)
     does not stop the rest. Returns how many went through and a "#<pk>: <why>" per refusal."""
@@ -229,23 +240,15 @@ class TaskAdmin(ChangedFieldsOnlyAdmin):
             *super().get_urls(),
         ]  # fmt: skip
 
-    def _viewable(self, request, object_id) -> Task:
-        task = self.get_object(request, unquote(object_id))
-        if task is None:
-            raise Http404("No such task.")
-        if not self.has_view_permission(request, task):
-            raise PermissionDenied
-        return task
-
     def input_view(self, request, object_id):
-        task = self._viewable(request, object_id)
+        task = admin_object(self, request, object_id, may=self.has_view_permission)
         if not task.input_file:
             raise Http404("This task has no input file.")
         return private_file(task.input_file, name=task.input_name or "input", content_type=task.input_content_type,
                             sha256=task.input_sha256)  # fmt: skip
 
     def deliverable_view(self, request, object_id, deliverable_id: int):
-        task = self._viewable(request, object_id)
+        task = admin_object(self, request, object_id, may=self.has_view_permission)
         deliverable = get_object_or_404(Deliverable, pk=deliverable_id, task=task)
         return private_file(deliverable.file, name=deliverable.name, content_type=deliverable.content_type,
                             sha256=deliverable.sha256)  # fmt: skip

@@ -6,11 +6,9 @@ from datetime import datetime
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
-from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Value, When
-from django.http import Http404, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -18,7 +16,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
-from agency.admin import ChangedFieldsOnlyAdmin, ReadOnlyAdmin, ReadOnlyInline, admin_actor, each_row
+from agency.admin import (
+    ChangedFieldsOnlyAdmin,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    admin_actor,
+    admin_object,
+    each_row,
+)
 from agency.durations import duration_text
 from agency.errors import DomainError
 from escalations.models import Escalation, EscalationEvent, Notification, NotificationChannel
@@ -305,12 +310,7 @@ class EscalationAdmin(ChangedFieldsOnlyAdmin):
         return [*own, *super().get_urls()]
 
     def _changeable(self, request, object_id) -> Escalation:
-        escalation = self.get_object(request, unquote(object_id))
-        if escalation is None:
-            raise Http404("No such escalation.")
-        if not self.has_change_permission(request, escalation):
-            raise PermissionDenied
-        return escalation
+        return admin_object(self, request, object_id, may=self.has_change_permission)
 
     def _change_page(self, escalation: Escalation) -> HttpResponseRedirect:
         return HttpResponseRedirect(
