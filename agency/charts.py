@@ -12,6 +12,8 @@ from django.core.cache import cache
 from django.utils.safestring import SafeString, mark_safe
 from pygal.style import Style
 
+from agency.money import dollars
+
 CACHE_SECONDS = 24 * 3600
 _SCRIPT = re.compile(r"<script\b.*?</script>", re.S)
 WIDTH = 860
@@ -31,9 +33,8 @@ COMMON = {
 
 
 def _dollars_text(value: float | None) -> str:
-    if value is None:
-        return ""
-    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+    # The charts plot dollars; the money rule (sign, separators, cents) is agency.money's.
+    return "" if value is None else dollars(value * 100, 2)
 
 
 def _percent_text(value: float | None) -> str:
